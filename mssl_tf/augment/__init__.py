@@ -1,0 +1,1 @@
+"""mssl_tf.augment (filled in by its issue)."""

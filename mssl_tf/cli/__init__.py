@@ -1,0 +1,1 @@
+"""mssl_tf.cli (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""mssl_tf.data (filled in by its issue)."""

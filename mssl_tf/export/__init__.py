@@ -1,0 +1,1 @@
+"""mssl_tf.export (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""mssl_tf.train (filled in by its issue)."""
