@@ -1,0 +1,32 @@
+"""Test set-up: TensorFlow backend with 2 logical CPU devices (for the 2-replica tests)."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+try:
+    import tensorflow as tf  # noqa: E402
+except ImportError:  # the keras-only core can be tested on JAX without TensorFlow
+    tf = None
+
+if tf is not None:
+    _cpus = tf.config.list_physical_devices("CPU")
+    try:
+        # Must happen before TensorFlow initialises its devices: two logical CPUs make
+        # MirroredStrategy(["/cpu:0", "/cpu:1"]) a real 2-replica strategy.
+        tf.config.set_logical_device_configuration(
+            _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    except RuntimeError:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear():
+    """Every test starts with a fresh Keras session and fixed seeds."""
+    import keras
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
