@@ -96,17 +96,27 @@ def serialize_example(audio: np.ndarray, **kwargs) -> bytes:
     return make_example(audio, **kwargs).SerializeToString(deterministic=True)
 
 
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+def pcm_to_float(audio: tf.Tensor) -> tf.Tensor:
+    """int16 PCM to float32 in [-1, 1)."""
+    return tf.cast(audio, tf.float32) / 32768.0
+
+
+def parse_example(serialized: tf.Tensor, decode_float: bool = True) -> dict[str, tf.Tensor]:
     """Parses one serialized record inside tf.data.
 
+    Args:
+      serialized: a scalar string tensor.
+      decode_float: convert the audio to float32; False keeps int16 (half the memory in a cache:
+        the pipeline crops first and converts the crops).
+
     Returns:
-      A dict with "audio" (float32 in [-1, 1), shape [num_samples]), "num_samples" (int64),
-      "sample_rate" (int64), "track_id" (string), "labels" (float32 [num_labels]), "split" (string)
-      and "schema_version" (int64).
+      A dict with "audio" (float32 in [-1, 1) or int16, shape [num_samples]), "num_samples"
+      (int64), "sample_rate" (int64), "track_id" (string), "labels" (float32 [num_labels]),
+      "split" (string) and "schema_version" (int64).
     """
     parsed = tf.io.parse_single_example(serialized, feature_spec())
     audio = tf.io.decode_raw(parsed["audio"], tf.int16, little_endian=True)
-    parsed["audio"] = tf.cast(audio, tf.float32) / 32768.0
+    parsed["audio"] = pcm_to_float(audio) if decode_float else audio
     parsed["labels"] = tf.sparse.to_dense(parsed["labels"])
     return parsed
 

@@ -1,0 +1,119 @@
+"""Input pipeline: two-view crops, single crops, test chunks, and bad input."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mssl_tf.data import crops, features, pipeline
+from mssl_tf.data.synthetic import write_synthetic_dataset
+
+CROP = 2187  # 3**7, short for tests
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("shards"))
+    write_synthetic_dataset(out, num_tracks={"train": 12, "valid": 4, "test": 4}, seconds=0.5,
+                            sample_rate=8000)
+    return out
+
+
+def test_two_view_batches_are_independent_crops_of_one_track(shards):
+    ds = pipeline.two_view_dataset(shards, 4, crop_len=CROP, seed=3, shuffle_buffer=4)
+    batch = next(iter(ds))
+    a, b = batch["view_a"].numpy(), batch["view_b"].numpy()
+    assert a.shape == b.shape == (4, CROP) and a.dtype == np.float32
+    # Each view is a contiguous slice of one of the tracks, and the two slices of a pair come
+    # from the same track at (almost always) different offsets.
+    tracks = [t["audio"].numpy() for t in pipeline.track_dataset(shards, "train")]
+    offsets = 0
+    for va, vb in zip(a, b):
+        hits = [(i, _find(tr, va), _find(tr, vb)) for i, tr in enumerate(tracks)]
+        hits = [h for h in hits if h[1] is not None and h[2] is not None]
+        assert hits, "a view pair does not come from one track"
+        offsets += hits[0][1] != hits[0][2]
+    assert offsets >= 3
+
+
+def _find(track, crop):
+    for s in range(len(track) - len(crop) + 1):
+        if track[s] == crop[0] and np.array_equal(track[s:s + len(crop)], crop):
+            return s
+    return None
+
+
+def test_seeded_pipeline_is_deterministic(shards):
+    def first(seed):
+        ds = pipeline.two_view_dataset(shards, 4, crop_len=CROP, seed=seed, shuffle_buffer=4)
+        return next(iter(ds))["view_a"].numpy()
+    np.testing.assert_array_equal(first(7), first(7))
+    assert not np.array_equal(first(7), first(8))
+
+
+def test_crop_start_covers_whole_range():
+    audio = tf.range(10, dtype=tf.float32)
+    starts = {int(crops.random_crop(audio, 4, tf.constant([i, 0], tf.int64))[0]) for i in range(200)}
+    assert starts == set(range(7))  # 0 .. len - crop inclusive
+
+
+@pytest.mark.parametrize("length,expected", [(641_655, 10), (59_049, 0), (59_050, 1),
+                                             (118_098, 1), (118_099, 2), (100, 0)])
+def test_num_chunks_drops_last(length, expected):
+    assert crops.num_chunks(length, 59_049) == expected
+    assert int(crops.num_chunks(tf.constant(length), 59_049)) == expected
+
+
+def test_chunk_dataset_keeps_order_and_values(shards):
+    tracks = list(pipeline.track_dataset(shards, "test"))
+    chunked = list(pipeline.chunk_dataset(shards, "test", crop_len=CROP))
+    assert len(chunked) == len(tracks)
+    for t, c in zip(tracks, chunked):
+        n = crops.num_chunks(int(t["num_samples"]), CROP)
+        assert int(c["num_chunks"]) == n
+        np.testing.assert_array_equal(c["chunks"].numpy().reshape(-1), t["audio"].numpy()[:n * CROP])
+        assert c["track_id"].numpy() == t["track_id"].numpy()
+
+
+def test_single_crop_dataset_one_per_track(shards):
+    batches = list(pipeline.single_crop_dataset(shards, "valid", 3, crop_len=CROP, seed=0))
+    ids = np.concatenate([b["track_id"].numpy() for b in batches])
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert batches[0]["labels"].shape[1] == 4
+
+
+def test_steps_per_epoch(shards):
+    assert pipeline.steps_per_epoch(shards, 5) == 2
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        pipeline.steps_per_epoch(shards, 64)
+
+
+def test_no_shards_is_explained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No 'train' shards.*mssl-prepare"):
+        pipeline.two_view_dataset(str(tmp_path), 4)
+
+
+def test_empty_dataset_is_explained(tmp_path):
+    write_synthetic_dataset(str(tmp_path), num_tracks={"train": 0}, seconds=0.5)
+    with pytest.raises(ValueError, match="holds no tracks"):
+        pipeline.two_view_dataset(str(tmp_path), 4)
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    import json
+    write_synthetic_dataset(str(tmp_path), num_tracks={"train": 4}, seconds=0.5)
+    path = tmp_path / "manifest.json"
+    m = json.loads(path.read_text())
+    m["schema_version"] = 99
+    path.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="schema_version 99.*mssl-prepare"):
+        pipeline.read_manifest(str(tmp_path))
+
+
+def test_schema_round_trip():
+    audio = np.array([0, 1, -1, 32767, -32768], np.int16)
+    rec = features.serialize_example(audio, track_id="x", split="valid", labels=[1, 0])
+    back = features.parse_example_numpy(rec)
+    np.testing.assert_array_equal(back["audio"], audio)
+    assert back["split"] == "valid" and back["labels"].tolist() == [1.0, 0.0]
+    parsed = features.parse_example(tf.constant(rec))
+    np.testing.assert_allclose(parsed["audio"].numpy(), audio / 32768.0)
