@@ -1,1 +1,31 @@
-"""mssl_tf.losses (filled in by its issue)."""
+"""Self-supervised objectives: pure functions of two embedding batches returning (total, terms)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from mssl_tf.losses.ntxent import nt_xent_loss
+from mssl_tf.losses.vicreg import vicreg_loss
+
+LOSSES: dict[str, Callable] = {"vicreg": vicreg_loss, "ntxent": nt_xent_loss}
+
+
+def get_loss(name: str) -> Callable:
+    """Returns the objective registered under `name`.
+
+    Args:
+      name: one of the keys of `LOSSES` ("vicreg", "ntxent").
+
+    Returns:
+      The loss function, called as `fn(z_a, z_b, ..., gather=...)` -> `(total, terms)`.
+
+    Raises:
+      ValueError: if the name is unknown; the message lists the valid names.
+    """
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown loss {name!r}; valid names: {sorted(LOSSES)}") from None
+
+
+__all__ = ["LOSSES", "get_loss", "nt_xent_loss", "vicreg_loss"]
