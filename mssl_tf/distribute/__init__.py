@@ -1,1 +1,4 @@
-"""mssl_tf.distribute (filled in by its issue)."""
+"""Strategies and cross-replica collectives (TensorFlow side; JAX uses keras.distribution)."""
+
+from mssl_tf.distribute.collectives import TFCollectives, cross_replica_concat, scale_loss
+from mssl_tf.distribute.strategy import check_global_batch, get_strategy, num_replicas

@@ -1,0 +1,130 @@
+"""gin plumbing: search path, the fixed parse order, resume checks and helpful errors.
+
+Parse order (always the same): the run's own config.gin when resuming, then the user's gin files
+in the order given, then the user's bindings. A resumed run must end up with the same config,
+or the user says `--allow_config_change`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import re
+
+import gin
+import tensorflow as tf
+
+CONFIG_NAME = "config.gin"
+GIN_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, "gin"))
+
+
+def search_paths(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Folders searched for relative gin file names: the working directory, `extra`, gin/."""
+    paths = [os.getcwd(), *extra]
+    if os.path.isdir(GIN_DIR):
+        paths.append(GIN_DIR)
+    return paths
+
+
+def resolve_gin_file(path: str, extra: list[str] | tuple[str, ...] = ()) -> str:
+    """The first existing match of a gin file name on the search path (or the name as given)."""
+    if os.path.isabs(path) or "://" in path:
+        return path
+    for folder in search_paths(extra):
+        candidate = os.path.join(folder, path)
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"gin file {path!r} not found; looked in: "
+                            f"{', '.join(search_paths(extra))}")
+
+
+def _known_names() -> dict[str, list[str]]:
+    """Every registered configurable's short name -> its parameter names."""
+    registry = gin.config._REGISTRY._selector_map  # noqa: SLF001  (gin has no public listing)
+    known = {}
+    for selector, configurable in registry.items():
+        try:
+            params = list(inspect.signature(configurable.wrapped).parameters)
+        except (TypeError, ValueError):
+            params = []
+        known[selector.split(".")[-1]] = params
+        known[selector] = params
+    return known
+
+
+def explain_gin_error(error: Exception) -> str:
+    """Adds "did you mean" suggestions to gin's unknown-name errors."""
+    text = str(error)
+    known = _known_names()
+    m = re.search(r"No configurable matching '([^']+)'", text)
+    if m:
+        close = difflib.get_close_matches(m.group(1), list(known), n=5, cutoff=0.5)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        return (f"{text}\nUnknown gin configurable {m.group(1)!r}.{hint} Registered names are "
+                "listed in mssl_tf/configurables.py and gin/README.md.")
+    m = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", text)
+    if m:
+        params = known.get(m.group(1), [])
+        close = difflib.get_close_matches(m.group(2), params, n=5, cutoff=0.5)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        return (f"{text}\nUnknown parameter {m.group(2)!r} of {m.group(1)!r}.{hint} Its "
+                f"parameters: {', '.join(params)}.")
+    return text
+
+
+def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: str | None = None,
+          allow_config_change: bool = False, extra_search_paths: list[str] = ()) -> str:
+    """Parses gin in the fixed order and checks a resumed run's config.
+
+    Args:
+      gin_files: gin files (paths, or names relative to the search path, e.g.
+        "experiments/vicreg_fma.gin").
+      gin_params: bindings, e.g. ["pretrain.epochs = 3"].
+      model_dir: run directory; its config.gin (if any) is parsed first and compared.
+      allow_config_change: accept a resumed run whose config differs.
+      extra_search_paths: more folders for gin files.
+
+    Returns:
+      The parsed config string (also written to model_dir/config.gin on a new run).
+
+    Raises:
+      ValueError: unknown names (with close matches), or a resumed run whose config changed.
+    """
+    gin.clear_config()
+    # `include` lines inside gin files name files relative to gin/ (checked first, so gin does
+    # not log misses for the common case) or to the working directory and `extra` folders.
+    prefixes = gin.config._LOCATION_PREFIXES  # noqa: SLF001  (gin only appends; reset per parse)
+    prefixes[:] = ([GIN_DIR] if os.path.isdir(GIN_DIR) else []) + ["", *extra_search_paths]
+    gin_files = [os.path.abspath(resolve_gin_file(f, extra_search_paths))
+                 if "://" not in f else f for f in gin_files]
+    saved_path = os.path.join(model_dir, CONFIG_NAME) if model_dir else None
+    saved = None
+    if saved_path and tf.io.gfile.exists(saved_path):
+        with tf.io.gfile.GFile(saved_path, "r") as f:
+            saved = f.read()
+    try:
+        if saved is not None:
+            gin.parse_config(saved)
+        for path in gin_files:
+            gin.parse_config_file(path)
+        gin.parse_config(list(gin_params))
+    except (ValueError, KeyError) as e:
+        raise ValueError(explain_gin_error(e)) from None
+    except OSError as e:
+        raise FileNotFoundError(f"{e}. Gin files are looked up in: "
+                                f"{', '.join(search_paths(extra_search_paths))}") from None
+    config = gin.config_str()
+    if saved is not None and saved != config and not allow_config_change:
+        diff = "\n".join(difflib.unified_diff(saved.splitlines(), config.splitlines(),
+                                              "saved config.gin", "this command", lineterm="", n=0))
+        raise ValueError(
+            f"{model_dir!r} holds a run with another config; resuming it with this one would mix "
+            f"two experiments:\n{diff}\nUse a new --model_dir, or pass --allow_config_change to "
+            "resume with the new values.")
+    if model_dir:
+        tf.io.gfile.makedirs(model_dir)
+        if saved is None or saved != config:
+            with tf.io.gfile.GFile(saved_path, "w") as f:
+                f.write(config)
+    return config
