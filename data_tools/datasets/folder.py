@@ -1,0 +1,108 @@
+"""Any folder of audio (wav/mp3/flac/ogg/au, searched recursively), for users' own music.
+
+Without `--labels`, every file becomes an unlabelled track. With a labels CSV (header
+`path,labels[,split]`; `labels` is a `;`-separated list of tag names; `path` is relative to the
+audio folder), the listed files are converted with multi-hot labels over the sorted tag names
+(one-hot when every file has exactly one label). Files without a `split` column value are placed
+by a stable hash of their path, by `--valid_fraction` / `--test_fraction` (default: all train).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from typing import Optional
+
+from data_tools import audio_io
+from data_tools.datasets.common import Listing, ListingBuilder, normalise_split, stable_fraction
+
+
+def find_audio(audio_dir: str) -> list[str]:
+    """Relative paths (with '/') of the audio files under `audio_dir`, sorted."""
+    if not os.path.isdir(audio_dir):
+        raise FileNotFoundError(f"--audio_dir {audio_dir}: not a folder")
+    found = []
+    for root, dirs, files in os.walk(audio_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if os.path.splitext(name)[1].lower() in audio_io.AUDIO_EXTENSIONS:
+                found.append(os.path.relpath(os.path.join(root, name), audio_dir).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def _hash_split(relative: str, valid_fraction: float, test_fraction: float) -> str:
+    u = stable_fraction(relative)
+    return "test" if u < test_fraction else ("valid" if u < test_fraction + valid_fraction else
+                                             "train")
+
+
+def read_labels_csv(path: str) -> list[tuple[int, str, list[str], str]]:
+    """Rows of a labels CSV as `(line, path, labels, split)` (split "" when not given).
+
+    Raises:
+      ValueError: the header lacks `path` and `labels` columns.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        if "path" not in fields or "labels" not in fields:
+            raise ValueError(f"--labels {path}: header must have 'path' and 'labels' columns "
+                             f"(optionally 'split'), got {fields}")
+        return [(reader.line_num, r["path"].strip(),
+                 [t.strip() for t in (r["labels"] or "").split(";") if t.strip()],
+                 (r.get("split") or "").strip()) for r in reader]
+
+
+def list_tracks(audio_dir: str, labels_csv: Optional[str] = None, name: Optional[str] = None,
+                valid_fraction: float = 0.0, test_fraction: float = 0.0) -> Listing:
+    """Lists a folder of audio, with labels from a CSV when given.
+
+    Args:
+      audio_dir: the folder.
+      labels_csv: optional labels CSV (see the module docstring).
+      name: dataset name for the shard files (default: the folder's name).
+      valid_fraction: share of files placed in `valid` when the CSV gives no split.
+      test_fraction: share placed in `test`.
+
+    Returns:
+      The listing; track ids are the relative paths without extension.
+    """
+    if not 0 <= valid_fraction + test_fraction <= 1 or min(valid_fraction, test_fraction) < 0:
+        raise ValueError("--valid_fraction and --test_fraction must be >= 0 and sum to <= 1")
+    files = find_audio(audio_dir)
+    # Shard names are "<dataset>-<split>-...": keep the name to characters safe in file names.
+    name = re.sub(r"[^A-Za-z0-9_.]+", "_",
+                  name or os.path.basename(os.path.normpath(os.path.abspath(audio_dir)))) or "audio"
+    builder = ListingBuilder(audio_dir)
+    tag_names: list[str] = []
+    multi_label = False
+    if labels_csv is None:
+        for relative in files:
+            builder.add(relative, os.path.splitext(relative)[0], _hash_split(
+                relative, valid_fraction, test_fraction), (), "found in the folder")
+    else:
+        rows = read_labels_csv(labels_csv)
+        tag_names = sorted({t for _, _, tags, _ in rows for t in tags})
+        multi_label = any(len(tags) != 1 for _, _, tags, _ in rows)
+        listed = set()
+        where_file = os.path.basename(labels_csv)
+        for line, relative, tags, split in rows:
+            where = f"{where_file} line {line}"
+            try:
+                split = normalise_split(split) if split else _hash_split(
+                    relative, valid_fraction, test_fraction)
+            except ValueError as error:
+                builder.skip(relative, f"{error} ({where})")
+                continue
+            listed.add(relative)
+            builder.add(relative, os.path.splitext(relative)[0], split,
+                        [1.0 if t in tags else 0.0 for t in tag_names], where)
+        for relative in files:
+            if relative not in listed:
+                builder.skip(relative, f"audio file not listed in {where_file}")
+    return Listing(dataset=name, tracks=builder.tracks, tag_names=tag_names,
+                   multi_label=multi_label, skipped=builder.skipped,
+                   est_seconds=[audio_io.duration_seconds(t.path) for t in builder.tracks],
+                   extra={"label": "labels.csv" if labels_csv else "none",
+                          "split_source": "labels.csv split column / hash of path"})

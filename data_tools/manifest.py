@@ -1,0 +1,274 @@
+"""manifest.json: writing it, guarding the output folder, and `verify` (re-reading every shard).
+
+The manifest is the contract with the training/evaluation side: dataset, schema version, sample
+rate, tag names, per-split track counts, per-shard record counts and sha256, every skipped file with
+its reason, flagged (silent) files, the clipped-sample count, and the command and version that
+made it. All file access goes through tf.io.gfile, so `out_dir` may be a gs:// path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from typing import Mapping, Optional, Sequence
+
+import tensorflow as tf
+
+from data_tools.datasets.common import Listing
+from mssl_tf.data import features
+
+PROGRESS_DIR = ".mssl_prepare"
+PLAN_NAME = "plan.json"
+
+
+def write_json(path: str, payload: Mapping) -> None:
+    """Writes JSON atomically (temporary name, then rename), creating the folder."""
+    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+    tmp = path + ".incomplete"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def read_json(path: str) -> dict:
+    """Reads a JSON file (local or gs://)."""
+    with tf.io.gfile.GFile(path, "r") as f:
+        return json.loads(f.read())
+
+
+def read_manifest(out_dir: str) -> dict:
+    """Reads `out_dir/manifest.json` and checks its schema version.
+
+    Raises:
+      FileNotFoundError: no manifest (the conversion has not finished).
+      ValueError: a manifest of another schema version.
+    """
+    path = os.path.join(out_dir, features.MANIFEST_NAME)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: run `mssl-prepare` (or rerun it to finish an "
+                                "interrupted conversion)")
+    manifest = read_json(path)
+    features.validate_manifest(manifest, path)
+    return manifest
+
+
+def _shard_files(out_dir: str) -> list[str]:
+    if not tf.io.gfile.isdir(out_dir):
+        return []
+    return sorted(n for n in tf.io.gfile.listdir(out_dir) if features.SHARD_RE.match(n))
+
+
+def _clear(out_dir: str) -> None:
+    for name in tf.io.gfile.listdir(out_dir):
+        name = name.rstrip("/")
+        if (features.SHARD_RE.match(name) or name == features.MANIFEST_NAME
+                or name.endswith(".incomplete")):
+            tf.io.gfile.remove(os.path.join(out_dir, name))
+    progress = os.path.join(out_dir, PROGRESS_DIR)
+    if tf.io.gfile.exists(progress):
+        tf.io.gfile.rmtree(progress)
+
+
+def prepare_out_dir(out_dir: str, dataset: str, fingerprint: str,
+                    overwrite: bool) -> Optional[dict]:
+    """Checks that `out_dir` is empty, resumable or already finished for this conversion.
+
+    Args:
+      out_dir: the output folder.
+      dataset: the dataset being written.
+      fingerprint: `tfrecord_lib.plan_fingerprint` of this conversion.
+      overwrite: delete another conversion found there instead of refusing.
+
+    Returns:
+      The existing manifest when this exact conversion is already finished, else None.
+
+    Raises:
+      ValueError: `out_dir` holds shards of another dataset, schema version or input.
+    """
+    tf.io.gfile.makedirs(out_dir)
+    fix = "Choose an empty --out_dir, or pass --overwrite to replace its contents."
+    problems = []
+    manifest_path = os.path.join(out_dir, features.MANIFEST_NAME)
+    if tf.io.gfile.exists(manifest_path):
+        manifest = read_json(manifest_path)
+        if manifest.get("schema_version") != features.SCHEMA_VERSION:
+            problems.append(f"{manifest_path} is of schema version "
+                            f"{manifest.get('schema_version')!r}, this tool writes "
+                            f"{features.SCHEMA_VERSION}")
+        elif manifest.get("dataset") != dataset:
+            problems.append(f"{manifest_path} is a conversion of dataset "
+                            f"{manifest.get('dataset')!r}, not {dataset!r}")
+        elif manifest.get("plan_fingerprint") == fingerprint and not overwrite:
+            return manifest
+        else:
+            problems.append(f"{manifest_path} is a finished conversion of other input or options")
+    others = sorted({features.SHARD_RE.match(n).group("dataset") for n in _shard_files(out_dir)}
+                    - {dataset})
+    if others:
+        problems.append(f"{out_dir} holds shards of other datasets: {', '.join(others)}")
+    plan_path = os.path.join(out_dir, PROGRESS_DIR, PLAN_NAME)
+    if tf.io.gfile.exists(plan_path) and read_json(plan_path).get("fingerprint") != fingerprint:
+        problems.append(f"{out_dir} holds an unfinished conversion of other input or options")
+    if problems and not overwrite:
+        raise ValueError("; ".join(problems) + ". " + fix)
+    if overwrite:
+        _clear(out_dir)
+    if not tf.io.gfile.exists(plan_path):
+        write_json(plan_path, {"fingerprint": fingerprint})
+    return None
+
+
+def finished_shards(out_dir: str, progress_dir: str, names: Sequence[str]) -> dict[str, dict]:
+    """Shards that a previous run completed, by name, with their completion records.
+
+    A shard counts as finished when its completion record exists and the file on disk has the
+    recorded size. Leftover temporary files, and shards without a record (a crash between the
+    rename and the record), are deleted so they are rewritten.
+    """
+    done = {}
+    for name in names:
+        path = os.path.join(out_dir, name)
+        record_path = os.path.join(progress_dir, name + ".json")
+        if tf.io.gfile.exists(path + ".incomplete"):
+            tf.io.gfile.remove(path + ".incomplete")
+        if tf.io.gfile.exists(record_path) and tf.io.gfile.exists(path):
+            record = read_json(record_path)
+            if tf.io.gfile.stat(path).length == record.get("bytes"):
+                done[name] = record
+                continue
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+    return done
+
+
+def package_version() -> str:
+    """mssl_tf's version string."""
+    import mssl_tf
+    return mssl_tf.__version__
+
+
+def build_manifest(listing: Listing, plans: Sequence, shard_records: Mapping[str, dict],
+                   fingerprint: str, command: str) -> dict:
+    """The manifest of a finished conversion.
+
+    Args:
+      listing: what was converted.
+      plans: the shard plans (tfrecord_lib.ShardPlan), in order.
+      shard_records: per-shard completion records by shard name.
+      fingerprint: the plan fingerprint (lets a rerun recognise a finished output).
+      command: the command line that made it.
+    """
+    splits = {}
+    skipped = list(listing.skipped)
+    flagged = []
+    clipped = 0
+    for split in features.SPLITS:
+        shards = []
+        for plan in (p for p in plans if p.split == split):
+            record = shard_records[plan.name]
+            shards.append({"file": plan.name, "num_records": record["num_records"],
+                           "sha256": record["sha256"], "bytes": record["bytes"]})
+            skipped.extend(record["skipped"])
+            flagged.extend(record["flagged"])
+            clipped += record["clipped_samples"]
+        splits[split] = {"num_tracks": sum(s["num_records"] for s in shards), "shards": shards}
+    manifest = {
+        "dataset": listing.dataset,
+        "schema_version": features.SCHEMA_VERSION,
+        "sample_rate": features.SAMPLE_RATE,
+        "multi_label": listing.multi_label,
+        "tag_names": list(listing.tag_names),
+        "num_labels": len(listing.tag_names),
+        "splits": splits,
+        "skipped": sorted(skipped, key=lambda s: (s["path"], s["reason"])),
+        "flagged": sorted(flagged, key=lambda s: s["path"]),
+        "clipped_samples": clipped,
+        "plan_fingerprint": fingerprint,
+        "command": command,
+        "mssl_tf_version": package_version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    manifest.update(listing.extra)
+    return manifest
+
+
+def _check_record(parsed: dict, manifest: dict, split: str, where: str) -> list[str]:
+    problems = []
+    if parsed["schema_version"] != features.SCHEMA_VERSION:
+        problems.append(f"{where}: schema_version {parsed['schema_version']}")
+    if parsed["split"] != split:
+        problems.append(f"{where}: split {parsed['split']!r} in a {split!r} shard")
+    if parsed["sample_rate"] != manifest["sample_rate"]:
+        problems.append(f"{where}: sample_rate {parsed['sample_rate']}")
+    if parsed["num_samples"] != parsed["audio"].shape[0]:
+        problems.append(f"{where}: num_samples {parsed['num_samples']} but "
+                        f"{parsed['audio'].shape[0]} samples stored")
+    if parsed["audio"].shape[0] < features.CROP_LEN:
+        problems.append(f"{where}: only {parsed['audio'].shape[0]} samples (< {features.CROP_LEN})")
+    if parsed["labels"].shape[0] != manifest["num_labels"]:
+        problems.append(f"{where}: {parsed['labels'].shape[0]} labels, manifest says "
+                        f"{manifest['num_labels']}")
+    return problems
+
+
+def verify(out_dir: str) -> list[str]:
+    """Re-reads every shard and checks it against the manifest.
+
+    Checks: every listed shard exists with the recorded sha256 and record count, every record
+    parses with this schema version, its split, sample rate, length and label count agree with the
+    manifest, track ids are unique, per-split counts add up, and no unlisted or temporary shard
+    files are left in the folder.
+
+    Args:
+      out_dir: a folder written by `mssl-prepare`.
+
+    Returns:
+      Problems found (empty when the output is complete and consistent).
+    """
+    try:
+        manifest = read_manifest(out_dir)
+    except (FileNotFoundError, ValueError) as error:
+        return [str(error)]
+    problems = []
+    listed = set()
+    track_ids: dict[str, str] = {}
+    for split, entry in manifest["splits"].items():
+        total = 0
+        for shard in entry["shards"]:
+            name = shard["file"]
+            listed.add(name)
+            path = os.path.join(out_dir, name)
+            if not tf.io.gfile.exists(path):
+                problems.append(f"{path}: listed in the manifest but missing")
+                continue
+            from data_tools.tfrecord_lib import sha256_file  # tfrecord_lib imports this module
+            if sha256_file(path) != shard["sha256"]:
+                problems.append(f"{path}: sha256 differs from the manifest (file changed or "
+                                "truncated)")
+            count = 0
+            try:
+                for i, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                    parsed = features.parse_example_numpy(raw)
+                    problems.extend(_check_record(parsed, manifest, split, f"{path} record {i}"))
+                    if parsed["track_id"] in track_ids:
+                        problems.append(f"{path} record {i}: track {parsed['track_id']!r} also in "
+                                        f"{track_ids[parsed['track_id']]}")
+                    track_ids[parsed["track_id"]] = name
+                    count += 1
+            except tf.errors.DataLossError as error:
+                problems.append(f"{path}: corrupt TFRecord ({error.message})")
+            if count != shard["num_records"]:
+                problems.append(f"{path}: {count} records, manifest says {shard['num_records']}")
+            total += count
+        if total != entry["num_tracks"]:
+            problems.append(f"split {split}: {total} records, manifest says {entry['num_tracks']}")
+    for name in tf.io.gfile.listdir(out_dir):
+        if features.SHARD_RE.match(name) and name not in listed:
+            problems.append(f"{os.path.join(out_dir, name)}: shard not listed in the manifest")
+        if name.endswith(".incomplete"):
+            problems.append(f"{os.path.join(out_dir, name)}: temporary file of an interrupted run")
+    if tf.io.gfile.exists(os.path.join(out_dir, PROGRESS_DIR)):
+        problems.append(f"{out_dir}: an interrupted conversion's progress records are still there; "
+                        "rerun the mssl-prepare command to finish it")
+    return problems

@@ -1,0 +1,146 @@
+"""`mssl-prepare`: FMA, GTZAN, MagnaTagATune or any audio folder -> sharded TFRecords.
+
+    mssl-prepare fma --audio_dir fma_medium --tracks_csv fma_metadata/tracks.csv --subset medium \\
+        --out_dir OUT
+    mssl-prepare gtzan --audio_dir genres --out_dir OUT [--split filtered|all] [--split_dir DIR]
+    mssl-prepare mtat --audio_dir mp3 --annotations annotations_final.csv --out_dir OUT \\
+        [--split pons2017|DIR] [--top_n 50]
+    mssl-prepare folder --audio_dir DIR [--labels labels.csv] --out_dir OUT
+    mssl-prepare verify OUT
+
+A thin CLI: the work is done by data_tools.datasets (listing), audio_io (decoding) and
+tfrecord_lib (sharded writing). TensorFlow is imported inside `main` only: decode workers are
+spawned processes that re-import this module, and must stay small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from typing import Optional, Sequence
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out_dir", required=True, help="output folder (local or gs://)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="decode processes (default: all %(default)s cores)")
+    parser.add_argument("--shard_size_mb", type=float, default=200.0,
+                        help="target shard size in MB of audio (default %(default)s)")
+    parser.add_argument("--tracks_per_shard", type=int, default=None,
+                        help="fixed number of tracks per shard instead of --shard_size_mb")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace another conversion found in --out_dir")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--runner", default=None,
+                        help="run as an Apache Beam pipeline with this runner (DirectRunner, "
+                             "DataflowRunner; needs the `beam` extra); default: local processes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `mssl-prepare` (one sub-command per dataset, plus verify)."""
+    parser = argparse.ArgumentParser(prog="mssl-prepare", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="dataset", required=True)
+
+    fma = sub.add_parser("fma", help="Free Music Archive (fma_small/medium/large/full)")
+    fma.add_argument("--audio_dir", required=True, help="e.g. fma_medium/ (holding 000/ ...)")
+    fma.add_argument("--tracks_csv", required=True, help="fma_metadata/tracks.csv")
+    fma.add_argument("--genres_csv", default=None, help="genres.csv (default: next to tracks.csv)")
+    fma.add_argument("--subset", default="medium", choices=["small", "medium", "large", "full"])
+    fma.add_argument("--label", default="top_genre", choices=["top_genre", "genres_all"])
+    _add_output_flags(fma)
+
+    gtzan = sub.add_parser("gtzan", help="GTZAN genres/<genre>/<genre>.000NN.wav")
+    gtzan.add_argument("--audio_dir", required=True, help="the `genres` folder")
+    gtzan.add_argument("--split", default="filtered", choices=["filtered", "all"])
+    gtzan.add_argument("--split_dir", default=None,
+                       help="folder with other {train,valid,test}_filtered.txt lists")
+    _add_output_flags(gtzan)
+
+    mtat = sub.add_parser("mtat", help="MagnaTagATune mp3/ + annotations_final.csv")
+    mtat.add_argument("--audio_dir", required=True, help="folder holding 0/ ... f/")
+    mtat.add_argument("--annotations", required=True, help="annotations_final.csv")
+    mtat.add_argument("--split", default="pons2017",
+                      help="'pons2017' (default) or a folder of split files")
+    mtat.add_argument("--top_n", type=int, default=50, help="most frequent tags kept as labels")
+    _add_output_flags(mtat)
+
+    folder = sub.add_parser("folder", help="any folder of wav/mp3/flac/ogg/au files")
+    folder.add_argument("--audio_dir", required=True)
+    folder.add_argument("--labels", default=None, help="CSV with path,labels[,split] columns")
+    folder.add_argument("--name", default=None, help="dataset name (default: the folder name)")
+    folder.add_argument("--valid_fraction", type=float, default=0.0)
+    folder.add_argument("--test_fraction", type=float, default=0.0)
+    _add_output_flags(folder)
+
+    verify = sub.add_parser("verify", help="re-read every shard and check it against the manifest")
+    verify.add_argument("out_dir")
+    return parser
+
+
+def list_dataset(args: argparse.Namespace):
+    """Runs the dataset's reader for parsed arguments; returns its Listing."""
+    from data_tools.datasets import fma, folder, gtzan, mtat
+    if args.dataset == "fma":
+        return fma.list_tracks(args.audio_dir, args.tracks_csv, args.subset, args.label,
+                               args.genres_csv)
+    if args.dataset == "gtzan":
+        return gtzan.list_tracks(args.audio_dir, args.split, args.split_dir)
+    if args.dataset == "mtat":
+        return mtat.list_tracks(args.audio_dir, args.annotations, args.split, args.top_n)
+    return folder.list_tracks(args.audio_dir, args.labels, args.name, args.valid_fraction,
+                              args.test_fraction)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of `mssl-prepare`; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="mssl-prepare: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from data_tools import manifest as manifest_lib
+
+    if args.dataset == "verify":
+        problems = manifest_lib.verify(args.out_dir)
+        for problem in problems:
+            print(f"FAIL {problem}", file=sys.stderr)
+        if not problems:
+            m = manifest_lib.read_manifest(args.out_dir)
+            counts = ", ".join(f"{s} {e['num_tracks']}" for s, e in m["splits"].items())
+            print(f"OK {args.out_dir}: {m['dataset']}, {counts}")
+        return 1 if problems else 0
+
+    try:
+        listing = list_dataset(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"mssl-prepare {args.dataset}: {error}", file=sys.stderr)
+        return 2
+    command = "mssl-prepare " + shlex.join(argv)
+    options = dict(shard_bytes=int(args.shard_size_mb * 2**20),
+                   tracks_per_shard=args.tracks_per_shard, command=command,
+                   overwrite=args.overwrite)
+    try:
+        if args.runner:
+            from data_tools import beam_pipeline
+            manifest = beam_pipeline.convert(listing, args.out_dir, runner=args.runner, **options)
+        else:
+            from data_tools import tfrecord_lib
+            manifest = tfrecord_lib.convert(listing, args.out_dir, workers=args.workers,
+                                            progress=not args.no_progress, **options)
+    except ValueError as error:
+        print(f"mssl-prepare {args.dataset}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nmssl-prepare: interrupted. Finished shards are kept in {args.out_dir}; run the "
+              "same command again to convert the rest.", file=sys.stderr)
+        return 130
+    counts = ", ".join(f"{s} {e['num_tracks']}" for s, e in manifest["splits"].items())
+    print(f"wrote {args.out_dir}: {counts} tracks; {len(manifest['skipped'])} skipped, "
+          f"{len(manifest['flagged'])} flagged, {manifest['clipped_samples']} clipped samples")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Conversion stages: order tracks, plan shards, decode in parallel, write shards atomically.
+
+The stages are plain functions (the Beam pipeline reuses them):
+  `order_tracks` -> `plan_shards` -> `audio_io.process_track` (workers) -> `encode_record` ->
+  `write_shard` (temporary name, renamed when complete) -> `manifest.build_manifest`.
+
+Shard membership is fixed before any audio is decoded (from the track list and the expected
+durations), so the same input always gives the same shards, whatever the worker count, and a rerun
+after a crash knows which shards are finished and converts only the rest.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import tensorflow as tf
+import tqdm
+
+from data_tools import audio_io, manifest as manifest_lib
+from data_tools.audio_io import DecodedTrack, SkippedTrack, TrackSpec
+from data_tools.datasets.common import Listing
+from mssl_tf.data import features
+
+log = logging.getLogger(__name__)
+
+PROGRESS_DIR = ".mssl_prepare"  # per-shard completion records while a conversion runs
+INCOMPLETE_SUFFIX = ".incomplete"
+BYTES_PER_SAMPLE = 2  # int16
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """The tracks of one output shard."""
+
+    split: str
+    index: int
+    count: int
+    name: str
+    tracks: tuple[TrackSpec, ...]
+
+
+def order_tracks(tracks: Sequence[TrackSpec], seed: int = 0) -> list[TrackSpec]:
+    """A fixed pseudo-random order (by sha1 of seed and track id).
+
+    Sources list tracks grouped by genre or folder; mixing them spreads every class over every
+    shard, so shard-level interleaving at training time sees all classes. Hashing the id (instead
+    of shuffling positions) keeps a track's place when others are added or removed.
+    """
+    def key(spec: TrackSpec) -> tuple[str, str]:
+        return hashlib.sha1(f"{seed}:{spec.track_id}".encode("utf-8")).hexdigest(), spec.track_id
+    return sorted(tracks, key=key)
+
+
+def plan_shards(dataset: str, tracks: Sequence[TrackSpec], est_seconds: Sequence[float], *,
+                sample_rate: int = features.SAMPLE_RATE, shard_bytes: int = 200 * 2**20,
+                tracks_per_shard: Optional[int] = None) -> list[ShardPlan]:
+    """Splits the tracks of every split into shards of about `shard_bytes` of audio.
+
+    Args:
+      dataset: name used in shard file names.
+      tracks: tracks in their final order.
+      est_seconds: expected duration of each track (parallel to `tracks`).
+      sample_rate: output rate, for the byte estimate.
+      shard_bytes: target shard size.
+      tracks_per_shard: fixed track count per shard instead of the size target.
+
+    Returns:
+      Shard plans, split by split in SPLITS order; splits without tracks get no shard.
+    """
+    if len(est_seconds) != len(tracks):
+        raise ValueError(f"{len(est_seconds)} duration estimates for {len(tracks)} tracks")
+    by_split: dict[str, list[tuple[TrackSpec, float]]] = {s: [] for s in features.SPLITS}
+    for spec, seconds in zip(tracks, est_seconds):
+        by_split[spec.split].append((spec, seconds))
+    plans = []
+    for split in features.SPLITS:
+        groups: list[list[TrackSpec]] = []
+        current: list[TrackSpec] = []
+        current_bytes = 0.0
+        for spec, seconds in by_split[split]:
+            size = max(seconds, 0.0) * sample_rate * BYTES_PER_SAMPLE
+            full = (len(current) >= tracks_per_shard if tracks_per_shard
+                    else current and current_bytes + size > shard_bytes)
+            if full:
+                groups.append(current)
+                current, current_bytes = [], 0.0
+            current.append(spec)
+            current_bytes += size
+        if current:
+            groups.append(current)
+        for index, group in enumerate(groups):
+            plans.append(ShardPlan(split, index, len(groups),
+                                   features.shard_name(dataset, split, index, len(groups)),
+                                   tuple(group)))
+    return plans
+
+
+def plan_fingerprint(listing: Listing, plans: Sequence[ShardPlan]) -> str:
+    """sha256 of everything that decides the shard contents (not of local paths)."""
+    payload = {
+        "dataset": listing.dataset, "schema_version": features.SCHEMA_VERSION,
+        "sample_rate": features.SAMPLE_RATE, "tag_names": list(listing.tag_names),
+        "shards": [[p.name, [[t.track_id, t.split, list(t.labels)] for t in p.tracks]]
+                   for p in plans],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def encode_record(track: DecodedTrack, sample_rate: int = features.SAMPLE_RATE) -> bytes:
+    """The serialized tf.train.Example of one decoded track."""
+    return features.serialize_example(track.pcm, track_id=track.spec.track_id,
+                                      split=track.spec.split, labels=track.spec.labels,
+                                      sample_rate=sample_rate)
+
+
+def sha256_file(path: str) -> str:
+    """sha256 of a local or gs:// file."""
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while True:
+            block = f.read(8 * 2**20)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_shard(path: str, records: Iterable[bytes]) -> dict:
+    """Writes records to `path` atomically: a temporary name first, renamed when complete.
+
+    Returns:
+      {"num_records", "sha256", "bytes"} of the finished file.
+    """
+    tmp = path + INCOMPLETE_SUFFIX
+    count = 0
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for record in records:
+                writer.write(record)
+                count += 1
+    except BaseException:
+        # Ctrl-C or an error mid-shard: leave no half-written file behind.
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+        raise
+    info = {"num_records": count, "sha256": sha256_file(tmp), "bytes": tf.io.gfile.stat(tmp).length}
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return info
+
+
+def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """fn over items in order, on `workers` spawned processes, with a bounded number in flight.
+
+    "spawn" (not fork): the parent holds TensorFlow, which must not be forked; the children import
+    only audio_io. At most 4 tasks per worker are in flight, so one slow file cannot make the
+    results of all the others pile up in memory.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pool = ctx.Pool(workers)
+    try:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append(pool.apply_async(fn, (item,)))
+            if len(pending) >= 4 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _shard_records(plan: ShardPlan, results: Iterator, record: dict, bar) -> Iterator[bytes]:
+    """Pulls this shard's results, yields records and books skips/flags/clipping in `record`."""
+    for _ in plan.tracks:
+        result = next(results)
+        bar.update(1)
+        if isinstance(result, SkippedTrack):
+            record["skipped"].append({"path": result.spec.name, "reason": result.reason})
+            continue
+        if result.silent:
+            record["flagged"].append({"path": result.spec.name, "reason": "silent"})
+        record["clipped_samples"] += result.clipped
+        yield encode_record(result)
+
+
+def convert(listing: Listing, out_dir: str, *, workers: Optional[int] = None,
+            shard_bytes: int = 200 * 2**20, tracks_per_shard: Optional[int] = None,
+            command: str = "", overwrite: bool = False, progress: bool = True,
+            on_shard_done: Optional[Callable[[str], None]] = None) -> dict:
+    """Converts a listing into sharded TFRecords plus manifest.json in `out_dir`.
+
+    Resumable: finished shards (renamed from their temporary name, with a completion record)
+    are kept by a rerun of the same conversion, and only the others are written.
+
+    Args:
+      listing: the dataset's tracks (from a reader in data_tools.datasets).
+      out_dir: local or gs:// folder.
+      workers: decode processes (default: all cores; 1 decodes in this process).
+      shard_bytes: target shard size in bytes of audio.
+      tracks_per_shard: fixed track count per shard instead of `shard_bytes`.
+      command: the command line, recorded in the manifest.
+      overwrite: replace whatever conversion `out_dir` already holds.
+      progress: show a tqdm bar (tracks/s and ETA).
+      on_shard_done: called with each finished shard's name (used by tests to interrupt a run).
+
+    Returns:
+      The manifest that was written.
+
+    Raises:
+      ValueError: inconsistent labels, or `out_dir` holds another conversion (see message).
+    """
+    workers = workers or os.cpu_count() or 1
+    lengths = {len(t.labels) for t in listing.tracks}
+    if len(lengths) > 1:
+        raise ValueError(f"{listing.dataset}: label vectors of different lengths {sorted(lengths)}")
+    tracks = order_tracks(listing.tracks)
+    est = dict(zip((t.track_id for t in listing.tracks), listing.est_seconds))
+    plans = plan_shards(listing.dataset, tracks, [est[t.track_id] for t in tracks],
+                        shard_bytes=shard_bytes, tracks_per_shard=tracks_per_shard)
+    fingerprint = plan_fingerprint(listing, plans)
+    existing = manifest_lib.prepare_out_dir(out_dir, listing.dataset, fingerprint, overwrite)
+    if existing is not None:
+        log.info("%s already holds this conversion (manifest fingerprint matches); nothing to do",
+                 out_dir)
+        return existing
+
+    progress_dir = os.path.join(out_dir, PROGRESS_DIR)
+    done = manifest_lib.finished_shards(out_dir, progress_dir, [p.name for p in plans])
+    todo = [p for p in plans if p.name not in done]
+    if done:
+        log.info("resuming: %d of %d shards already finished", len(done), len(plans))
+    fn = functools.partial(audio_io.process_track, sample_rate=features.SAMPLE_RATE,
+                           min_samples=features.CROP_LEN)
+    results = _ordered_map(fn, (t for p in todo for t in p.tracks), min(workers, max(
+        1, sum(len(p.tracks) for p in todo))))
+    with tqdm.tqdm(total=sum(len(p.tracks) for p in todo), unit="track", desc=listing.dataset,
+                   disable=not progress, dynamic_ncols=True) as bar:
+        for plan in todo:
+            record = {"file": plan.name, "split": plan.split, "skipped": [], "flagged": [],
+                      "clipped_samples": 0}
+            record.update(write_shard(os.path.join(out_dir, plan.name),
+                                      _shard_records(plan, results, record, bar)))
+            manifest_lib.write_json(os.path.join(progress_dir, plan.name + ".json"), record)
+            done[plan.name] = record
+            if on_shard_done is not None:
+                on_shard_done(plan.name)
+    results.close()
+    manifest = manifest_lib.build_manifest(listing, plans, done, fingerprint, command)
+    manifest_lib.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest)
+    tf.io.gfile.rmtree(progress_dir)
+    return manifest
