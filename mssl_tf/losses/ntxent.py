@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from mssl_tf.losses.vicreg import Gather, _check_pair, _to_float32
+from mssl_tf.losses.vicreg import Gather, _batch_size, _check_pair, _to_float32
 
 # torch.nn.CosineSimilarity's default eps: each norm is clamped to at least this.
 COSINE_EPS = 1e-8
@@ -53,31 +53,31 @@ def nt_xent_loss(z_a, z_b, temperature: float = 0.5, gather: Gather | None = Non
         raise ValueError(f"nt_xent_loss: temperature must be > 0, got {temperature}")
     z_a, z_b = _to_float32(z_a, z_b, gather)
     batch = z_a.shape[0]
-    if batch is None:
-        raise ValueError("nt_xent_loss: the (gathered) batch size must be static; batch the "
-                         "dataset with drop_remainder=True")
-    if batch < 2:
+    if batch is not None and batch < 2:
         raise ValueError(f"nt_xent_loss: the (gathered) batch has {batch} row(s); NT-Xent needs "
                          "at least 2 pairs so that every row has negatives")
-    n = 2 * batch
 
-    z = _l2_normalize_rows(ops.concatenate([z_a, z_b], axis=0))
+    a = _l2_normalize_rows(z_a)
+    b = _l2_normalize_rows(z_b)
+    z = ops.concatenate([a, b], axis=0)  # (N, D), N = 2B
     cosine = ops.matmul(z, ops.transpose(z))  # (N, N)
+    # N may be dynamic after a cross-replica gather (inside tf.function), so the self-mask is
+    # built from the runtime size; it is float32 on purpose.
+    n = ops.shape(z)[0]
+    n_f = _batch_size(z)
+    logits = cosine / temperature - _LARGE_NUM * ops.eye(n, dtype="float32")
 
-    # Positive of row i is row (i + B) mod N; masks are built in float32 on purpose.
-    eye = ops.eye(n, dtype="float32")
-    positive_mask = ops.roll(eye, batch, axis=1)
-    negative_mask = 1.0 - eye - positive_mask
-
-    logits = cosine / temperature - _LARGE_NUM * eye
-    positive_logits = ops.sum(logits * positive_mask, axis=1)
+    # Positive of row i is row i +- B: the same cosine for row i of a and row i of b.
+    positive_cosine_rows = ops.sum(a * b, axis=1)  # (B,)
+    positive_logits = ops.concatenate([positive_cosine_rows, positive_cosine_rows]) / temperature
     # Cross entropy with the positive as label 0 among [positive, negatives] = logsumexp over all
     # non-self entries minus the positive logit.
     per_row = ops.logsumexp(logits, axis=1) - positive_logits
-    total = ops.sum(per_row) / float(n)
+    total = ops.sum(per_row) / n_f
 
-    positive_cosine = ops.sum(cosine * positive_mask) / float(n)
-    negative_cosine = ops.sum(cosine * negative_mask) / float(n * (n - 2))
-    terms = {"nt_xent": total, "positive_cosine": positive_cosine,
+    positive_sum = ops.sum(positive_cosine_rows)
+    self_sum = ops.sum(ops.square(z))  # the diagonal of `cosine`
+    negative_cosine = (ops.sum(cosine) - self_sum - 2.0 * positive_sum) / (n_f * (n_f - 2.0))
+    terms = {"nt_xent": total, "positive_cosine": 2.0 * positive_sum / n_f,
              "negative_cosine": negative_cosine}
     return total, terms

@@ -22,12 +22,23 @@ Gather = Callable[[object], object]
 
 def _to_float32(z_a, z_b, gather: Gather | None):
     """Casts both branches to float32 and applies `gather` (after the cast, so it moves float32)."""
+    dim = z_a.shape[-1]
     z_a = ops.cast(z_a, "float32")
     z_b = ops.cast(z_b, "float32")
     if gather is not None:
-        z_a = gather(z_a)
-        z_b = gather(z_b)
+        # A cross-replica all_gather loses the static shape inside tf.function; the feature
+        # width is known from the local input, the global batch may stay dynamic.
+        z_a = ops.reshape(gather(z_a), (-1, dim))
+        z_b = ops.reshape(gather(z_b), (-1, dim))
     return z_a, z_b
+
+
+def _batch_size(z):
+    """Static batch size as a float when known, else a float32 scalar tensor."""
+    batch = z.shape[0]
+    if batch is None:
+        return ops.cast(ops.shape(z)[0], "float32")
+    return float(batch)
 
 
 def _check_pair(z_a, z_b, name: str) -> tuple[int, int]:
@@ -97,8 +108,8 @@ def vicreg_loss(z_a, z_b, sim_weight: float = 25.0, var_weight: float = 25.0,
     if batch is not None and batch < 2:
         raise ValueError(f"vicreg_loss: the (gathered) batch has {batch} row(s); the unbiased "
                          "variance needs at least 2. Use a larger batch_size.")
-    # The batch size may be dynamic (None) inside a traced function; take it from the tensor.
-    batch_f = ops.cast(ops.shape(x)[0], "float32") if batch is None else float(batch)
+    # After a cross-replica gather the global batch may only be known at run time.
+    batch_f = _batch_size(x)
 
     # The reference takes the MSE on the local batch before gathering; with equal per-replica
     # batches the global MSE is the mean of the local ones, so the gradients are identical.

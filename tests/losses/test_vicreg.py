@@ -1,0 +1,357 @@
+"""VICReg loss against a numpy transcription of facebookresearch/vicreg, by hand, and on 2 replicas."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from mssl_tf.losses import LOSSES, get_loss, nt_xent_loss, vicreg_loss
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy transcription of main_vicreg.py VICReg.forward (torch semantics: unbiased var, eps 1e-4)
+# ---------------------------------------------------------------------------------------------
+def off_diagonal(m):
+    """vicreg's off_diagonal: flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()."""
+    n = m.shape[0]
+    return m.flatten()[:-1].reshape(n - 1, n + 1)[:, 1:].flatten()
+
+
+def reference_vicreg(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4):
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    batch_size, num_features = x.shape
+    repr_loss = np.mean((x - y) ** 2)  # F.mse_loss
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    std_x = np.sqrt(x.var(axis=0, ddof=1) + eps)  # torch.var is unbiased
+    std_y = np.sqrt(y.var(axis=0, ddof=1) + eps)
+    std_loss = np.mean(np.maximum(0, 1 - std_x)) / 2 + np.mean(np.maximum(0, 1 - std_y)) / 2
+    cov_x = (x.T @ x) / (batch_size - 1)
+    cov_y = (y.T @ y) / (batch_size - 1)
+    cov_loss = ((off_diagonal(cov_x) ** 2).sum() / num_features
+                + (off_diagonal(cov_y) ** 2).sum() / num_features)
+    loss = sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
+    return loss, {"invariance": repr_loss, "variance": std_loss, "covariance": cov_loss}
+
+
+def _embeddings(rng, batch, dim):
+    """Correlated embeddings with per-feature scales on both sides of std 1 (all terms active)."""
+    scales = np.linspace(0.2, 1.8, dim)
+    mix = np.eye(dim) + 0.5 / np.sqrt(dim) * rng.standard_normal((dim, dim))
+    z_a = (rng.standard_normal((batch, dim)) * scales) @ mix
+    z_b = z_a + 0.5 * rng.standard_normal((batch, dim))
+    return z_a.astype("float32"), z_b.astype("float32")
+
+
+def _numpy(terms):
+    return {k: float(ops.convert_to_numpy(v)) for k, v in terms.items()}
+
+
+def _grad(fn, *args):
+    """Gradient of the scalar fn(*args) w.r.t. every argument, on the active Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        tensors = [tf.constant(a) for a in args]
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            value = fn(*tensors)
+        return [g.numpy() for g in tape.gradient(value, tensors)]
+    if backend == "jax":
+        import jax
+        return [np.asarray(g) for g in jax.grad(fn, argnums=tuple(range(len(args))))(*args)]
+    pytest.skip(f"no gradient helper for backend {backend}")
+
+
+def _finite_difference(fn, x, h=1e-6):
+    """Central differences of a float64 numpy function."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    for idx in np.ndindex(*x.shape):
+        plus, minus = x.astype(np.float64), x.astype(np.float64)
+        plus[idx] += h
+        minus[idx] -= h
+        grad[idx] = (fn(plus) - fn(minus)) / (2 * h)
+    return grad
+
+
+# ---------------------------------------------------------------------------------------------
+# (1) values against the reference
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch,dim", [(2, 3), (5, 4), (8, 16), (8, 64), (32, 7)])
+def test_matches_reference(batch, dim):
+    rng = np.random.default_rng(batch * 100 + dim)
+    z_a, z_b = _embeddings(rng, batch, dim)
+    total, terms = vicreg_loss(z_a, z_b)
+    ref_total, ref_terms = reference_vicreg(z_a, z_b)
+    np.testing.assert_allclose(float(ops.convert_to_numpy(total)), ref_total, rtol=1e-5)
+    for name, value in _numpy(terms).items():
+        np.testing.assert_allclose(value, ref_terms[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    # The variance hinge and covariance must both be active for the comparison to mean something.
+    assert ref_terms["variance"] > 1e-3 and ref_terms["covariance"] > 1e-3
+
+
+def test_custom_weights_and_eps():
+    z_a, z_b = _embeddings(np.random.default_rng(3), 6, 5)
+    total, terms = vicreg_loss(z_a, z_b, sim_weight=2.0, var_weight=3.0, cov_weight=0.5, eps=1e-2)
+    ref_total, ref_terms = reference_vicreg(z_a, z_b, 2.0, 3.0, 0.5, eps=1e-2)
+    np.testing.assert_allclose(float(ops.convert_to_numpy(total)), ref_total, rtol=1e-5)
+    np.testing.assert_allclose(_numpy(terms)["variance"], ref_terms["variance"], rtol=1e-5)
+
+
+def test_off_diagonal_square_sum_matches_reference_trick():
+    from mssl_tf.losses.vicreg import off_diagonal_square_sum
+    m = np.random.default_rng(0).standard_normal((6, 6)).astype("float32")
+    np.testing.assert_allclose(float(ops.convert_to_numpy(off_diagonal_square_sum(m))),
+                               (off_diagonal(m.astype(np.float64)) ** 2).sum(), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# (2) gradients against finite differences of the reference
+# ---------------------------------------------------------------------------------------------
+def test_gradients_match_finite_differences():
+    z_a, z_b = _embeddings(np.random.default_rng(7), 4, 3)
+    grad_a, grad_b = _grad(lambda a, b: vicreg_loss(a, b)[0], z_a, z_b)
+    fd_a = _finite_difference(lambda a: reference_vicreg(a, z_b)[0], z_a)
+    fd_b = _finite_difference(lambda b: reference_vicreg(z_a, b)[0], z_b)
+    np.testing.assert_allclose(grad_a, fd_a, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(grad_b, fd_b, rtol=1e-3, atol=1e-4)
+    assert np.abs(fd_a).max() > 0.1  # a non-trivial gradient
+
+
+# ---------------------------------------------------------------------------------------------
+# (3) hand-worked cases
+# ---------------------------------------------------------------------------------------------
+def test_identical_views_have_zero_invariance():
+    z, _ = _embeddings(np.random.default_rng(1), 6, 4)
+    _, terms = vicreg_loss(z, z)
+    assert _numpy(terms)["invariance"] == 0.0
+
+
+def test_constant_embeddings_collapse_penalty():
+    # Every row equal: centred data is 0, std = sqrt(0 + eps) = 0.01 in every feature.
+    z = np.tile(np.array([[0.3, -1.0, 2.0]], "float32"), (5, 1))
+    total, terms = vicreg_loss(z, z)
+    values = _numpy(terms)
+    np.testing.assert_allclose(values["variance"], 1 - np.sqrt(1e-4), rtol=1e-6)  # 0.99
+    assert values["covariance"] == 0.0 and values["invariance"] == 0.0
+    np.testing.assert_allclose(float(ops.convert_to_numpy(total)), 25 * 0.99, rtol=1e-6)
+
+
+def test_decorrelated_features_have_zero_covariance():
+    # Centred columns (1,-1,0,0) and (0,0,1,-1) are orthogonal; unbiased var = 2/3.
+    z = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], "float32")
+    _, terms = vicreg_loss(z, z)
+    values = _numpy(terms)
+    assert abs(values["covariance"]) < 1e-12
+    np.testing.assert_allclose(values["variance"], 1 - np.sqrt(2 / 3 + 1e-4), rtol=1e-6)
+
+
+def test_perfectly_correlated_pair_by_hand():
+    # x = [[1, 1], [-1, -1]]: cov = x^T x / (2 - 1) = [[2, 2], [2, 2]]; off-diagonal squares sum
+    # to 8, / D = 4 per branch, 8 for both; std = sqrt(2 + 1e-4) > 1 so the hinge is 0.
+    z = np.array([[1, 1], [-1, -1]], "float32")
+    total, terms = vicreg_loss(z, z)
+    values = _numpy(terms)
+    np.testing.assert_allclose(values["covariance"], 8.0, rtol=1e-6)
+    assert values["variance"] == 0.0
+    np.testing.assert_allclose(float(ops.convert_to_numpy(total)), 8.0, rtol=1e-6)
+
+
+def test_invariance_is_mean_over_all_entries():
+    z_a = np.zeros((2, 3), "float32")
+    z_b = np.array([[1, 0, 0], [0, 2, 0]], "float32")
+    _, terms = vicreg_loss(z_a, z_b)
+    np.testing.assert_allclose(_numpy(terms)["invariance"], (1 + 4) / 6, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# (4) reduced precision inputs
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_inputs_give_float32_loss(dtype):
+    z_a, z_b = _embeddings(np.random.default_rng(11), 8, 16)
+    low_a, low_b = ops.cast(z_a, dtype), ops.cast(z_b, dtype)
+    total, terms = vicreg_loss(low_a, low_b)
+    assert ops.convert_to_numpy(total).dtype == np.float32
+    assert all(ops.convert_to_numpy(v).dtype == np.float32 for v in terms.values())
+    # Exactly the float32 loss of the rounded inputs (nothing is computed in low precision) ...
+    rounded = [ops.convert_to_numpy(ops.cast(t, "float32")) for t in (low_a, low_b)]
+    np.testing.assert_allclose(float(ops.convert_to_numpy(total)),
+                               reference_vicreg(*rounded)[0], rtol=1e-5)
+    # ... and close to the full-precision loss (bf16 keeps ~3 significant digits).
+    np.testing.assert_allclose(float(ops.convert_to_numpy(total)),
+                               reference_vicreg(z_a, z_b)[0], rtol=2e-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# (5, 6) two replicas: global statistics == single device; local statistics == per-half loss
+# ---------------------------------------------------------------------------------------------
+def two_cpu_strategy():
+    """A fresh 2-replica MirroredStrategy on the 2 logical CPUs that conftest configures.
+
+    Every new MirroredStrategy restarts its collective group/instance keys, so a second strategy
+    in the same process collides with the first one's all_gather ("Shape mismatch in the
+    collective instance 101"). TensorFlow's own test combinations bump the key base before each
+    strategy; so does this.
+    """
+    import tensorflow as tf
+    tf.distribute.MirroredStrategy._collective_key_base += 100000
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    return strategy
+
+
+def _replicated_loss_and_grads(loss_fn, x_a, x_b, kernel, use_gather):
+    """Runs loss_fn(Dense(x_a), Dense(x_b)) on 2 logical CPUs; returns per-replica losses and
+    the replica-summed gradients of loss / num_replicas w.r.t. the Dense kernel."""
+    import tensorflow as tf
+    strategy = two_cpu_strategy()
+    with strategy.scope():
+        dense = keras.layers.Dense(kernel.shape[1], use_bias=False)
+        dense.build((None, kernel.shape[0]))
+        dense.set_weights([kernel])
+
+    def gather(x):
+        return tf.distribute.get_replica_context().all_gather(x, axis=0)
+
+    def replica_step(xa, xb):
+        ctx = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            total, _ = loss_fn(dense(xa), dense(xb), gather=gather if use_gather else None)
+            # apply_gradients SUMs over replicas, so each replica contributes loss / R.
+            scaled = total / ctx.num_replicas_in_sync
+        return total, tape.gradient(scaled, dense.trainable_variables)
+
+    half = x_a.shape[0] // 2
+
+    def split(x):
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(x[ctx.replica_id_in_sync_group * half:
+                                      (ctx.replica_id_in_sync_group + 1) * half]))
+
+    @tf.function
+    def run(xa, xb):
+        total, grads = strategy.run(replica_step, args=(xa, xb))
+        return (strategy.experimental_local_results(total),
+                [strategy.reduce("SUM", g, axis=None) for g in grads])
+
+    losses, grads = run(split(x_a), split(x_b))
+    return [float(v) for v in losses], grads[0].numpy()
+
+
+def _single_device_loss_and_grad(loss_fn, x_a, x_b, kernel):
+    import tensorflow as tf
+    k = tf.Variable(kernel)
+    with tf.GradientTape() as tape:
+        total, _ = loss_fn(tf.matmul(x_a, k), tf.matmul(x_b, k))
+    return float(total), tape.gradient(total, k).numpy()
+
+
+@pytest.mark.slow
+def test_two_replicas_with_gather_equal_single_device():
+    pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute check needs the TensorFlow backend")
+    rng = np.random.default_rng(5)
+    x_a = rng.standard_normal((8, 6)).astype("float32")
+    x_b = (x_a + 0.3 * rng.standard_normal((8, 6))).astype("float32")
+    kernel = (0.5 * rng.standard_normal((6, 4))).astype("float32")
+
+    losses, grad = _replicated_loss_and_grads(vicreg_loss, x_a, x_b, kernel, use_gather=True)
+    single_loss, single_grad = _single_device_loss_and_grad(vicreg_loss, x_a, x_b, kernel)
+    np.testing.assert_allclose(losses, [single_loss] * 2, rtol=1e-5)
+    np.testing.assert_allclose(grad, single_grad, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(single_loss, reference_vicreg(x_a @ kernel, x_b @ kernel)[0],
+                               rtol=1e-5)
+
+    # Local-statistics mode (gather=None): each replica's loss is the loss of its own half, and
+    # it differs from the global one (the control that the gather really happened above).
+    local_losses, _ = _replicated_loss_and_grads(vicreg_loss, x_a, x_b, kernel, use_gather=False)
+    halves = [reference_vicreg(x_a[i:i + 4] @ kernel, x_b[i:i + 4] @ kernel)[0] for i in (0, 4)]
+    np.testing.assert_allclose(local_losses, halves, rtol=1e-5)
+    assert abs(local_losses[0] - single_loss) > 1e-3 * abs(single_loss)
+
+
+# ---------------------------------------------------------------------------------------------
+# registry, bad input, and the JAX backend
+# ---------------------------------------------------------------------------------------------
+def test_registry():
+    assert LOSSES == {"vicreg": vicreg_loss, "ntxent": nt_xent_loss}
+    assert get_loss("vicreg") is vicreg_loss and get_loss("ntxent") is nt_xent_loss
+    with pytest.raises(ValueError, match=r"unknown loss 'simclr'.*\['ntxent', 'vicreg'\]"):
+        get_loss("simclr")
+
+
+def test_bad_input_is_explained():
+    with pytest.raises(ValueError, match="same shape"):
+        vicreg_loss(np.zeros((4, 3), "float32"), np.zeros((4, 2), "float32"))
+    with pytest.raises(ValueError, match="2-D"):
+        vicreg_loss(np.zeros((4, 3, 1), "float32"), np.zeros((4, 3, 1), "float32"))
+    with pytest.raises(ValueError, match="at least 2"):
+        vicreg_loss(np.zeros((1, 3), "float32"), np.zeros((1, 3), "float32"))
+
+
+def test_xla_compiled_matches_eager():
+    tf = pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.function(jit_compile=True) needs the TensorFlow backend")
+    z_a, z_b = _embeddings(np.random.default_rng(17), 6, 5)
+    compiled = tf.function(lambda a, b: vicreg_loss(a, b)[0], jit_compile=True)
+    np.testing.assert_allclose(float(compiled(z_a, z_b)), reference_vicreg(z_a, z_b)[0],
+                               rtol=1e-5)
+
+
+def _sibling_module(filename):
+    """Loads another test file of this folder by path (tests/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"_sibling_{Path(filename).stem}",
+                                                  Path(__file__).with_name(filename))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_JAX_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, keras, numpy as np
+    from mssl_tf.losses import nt_xent_loss, vicreg_loss
+    data = np.load(sys.argv[1])
+    out = {"backend": keras.backend.backend()}
+    for name, fn in (("vicreg", vicreg_loss), ("ntxent", nt_xent_loss)):
+        value = jax.jit(lambda a, b: fn(a, b)[0])(data["z_a"], data["z_b"])
+        grad = jax.grad(lambda a: fn(a, data["z_b"])[0])(data["z_a"])
+        bf16 = fn(data["z_a"].astype("bfloat16"), data["z_b"].astype("bfloat16"))[0]
+        out[name] = {"value": float(value), "grad": np.asarray(grad).tolist(),
+                     "bf16_dtype": str(bf16.dtype)}
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_jax_backend_matches_reference(tmp_path):
+    """VICReg and NT-Xent on the JAX backend (jit, grad, bf16) in a fresh process."""
+    pytest.importorskip("jax")
+    reference_nt_xent = _sibling_module("test_ntxent.py").reference_nt_xent
+    z_a, z_b = _embeddings(np.random.default_rng(21), 4, 3)
+    np.savez(tmp_path / "z.npz", z_a=z_a, z_b=z_b)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT, str(tmp_path / "z.npz")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "jax"
+    for name, ref in (("vicreg", reference_vicreg), ("ntxent", reference_nt_xent)):
+        np.testing.assert_allclose(out[name]["value"], ref(z_a, z_b)[0], rtol=1e-5)
+        fd = _finite_difference(lambda a: ref(a, z_b)[0], z_a)
+        np.testing.assert_allclose(np.array(out[name]["grad"]), fd, rtol=1e-3, atol=1e-4)
+        assert out[name]["bf16_dtype"] == "float32"
