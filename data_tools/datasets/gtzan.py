@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from data_tools.datasets.common import Listing, ListingBuilder
+from data_tools.datasets.common import Listing, ListingBuilder, resolve_under
 
 SPLIT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits", "gtzan")
 LIST_FILES = {"train": "train_filtered.txt", "valid": "valid_filtered.txt",
@@ -74,10 +74,10 @@ def list_tracks(audio_dir: str, split: str = "filtered",
 
     def add(relative: str, split_name: str, where: str) -> None:
         genre = relative.replace("\\", "/").split("/")[0]
-        if genre not in genres:
+        if genre not in genres and resolve_under(audio_dir, relative) is not None:
             builder.skip(relative, f"genre folder {genre!r} not in {audio_dir} ({where})")
             return
-        one_hot = [1.0 if g == genre else 0.0 for g in genres]
+        one_hot = [1.0 if g == genre else 0.0 for g in genres]  # escaping paths: rejected by add
         track_id = os.path.splitext(os.path.basename(relative))[0]  # "blues.00012", as torchaudio
         builder.add(relative, track_id, split_name, one_hot, where)
 

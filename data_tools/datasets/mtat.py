@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from data_tools.datasets.common import Listing, ListingBuilder, normalise_split
+from data_tools.datasets.common import Listing, ListingBuilder, normalise_split, resolve_under
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,10 @@ def list_tracks(audio_dir: str, annotations: str, split: str = "pons2017",
                                        "split)")
                 continue
             split_name = pons2017_split(mp3_path)
+            if resolve_under(audio_dir, mp3_path) is None:
+                builder.skip(mp3_path, f"path escapes the audio root {audio_dir} ({where} line "
+                                       f"{line})")
+                continue
             if split_name is None:
                 builder.skip(mp3_path, f"folder is not one of 0-f ({where} line {line})")
                 continue
