@@ -165,10 +165,9 @@ def _analysis_frames(x, ratio, n_fft: int, hop: int, n_out: int):
     # whose samples are cropped away after resampling).
     if length > half:
         head = ops.flip(x[:, 1:half + 1], axis=1)
+        padded = ops.pad(ops.concatenate([head, x], axis=1), [[0, 0], [0, n_fft]])
     else:  # too short to reflect: zeros
-        head = ops.zeros_like(ops.concatenate([x] * (half // length + 1), axis=1)[:, :half])
-    tail = ops.zeros_like(x[:, :n_fft])
-    padded = ops.concatenate([head, x, tail], axis=1)
+        padded = ops.pad(x, [[0, 0], [half, n_fft]])
     padded_length = length + half + n_fft
     k = ops.arange(n_out, dtype="float32")[None, :]
     starts = ops.cast(ops.round(k * (hop / ratio[:, None])), "int32")
