@@ -126,12 +126,14 @@ def finished_shards(out_dir: str, progress_dir: str, names: Sequence[str]) -> di
     recorded size. Leftover temporary files, and shards without a record (a crash between the
     rename and the record), are deleted so they are rewritten.
     """
+    if tf.io.gfile.isdir(out_dir):
+        for name in tf.io.gfile.listdir(out_dir):
+            if name.endswith(".tfrecord.incomplete"):  # a shard cut short by a crash or kill
+                tf.io.gfile.remove(os.path.join(out_dir, name))
     done = {}
     for name in names:
         path = os.path.join(out_dir, name)
         record_path = os.path.join(progress_dir, name + ".json")
-        if tf.io.gfile.exists(path + ".incomplete"):
-            tf.io.gfile.remove(path + ".incomplete")
         if tf.io.gfile.exists(record_path) and tf.io.gfile.exists(path):
             record = read_json(record_path)
             if tf.io.gfile.stat(path).length == record.get("bytes"):
