@@ -30,3 +30,19 @@ def _seed_and_clear():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
+
+
+_MIRRORED = None
+
+
+@pytest.fixture
+def mirrored_strategy():
+    """One MirroredStrategy over the 2 logical CPUs, shared by the whole test process.
+
+    Several MirroredStrategy objects over the same devices in one process can collide in their
+    collective instance keys (TF then aborts every later collective), so tests share this one.
+    """
+    global _MIRRORED
+    if _MIRRORED is None:
+        _MIRRORED = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return _MIRRORED
