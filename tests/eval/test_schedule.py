@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from mssl_tf.eval.callbacks import (EarlyStoppingTorch, EarlyStopRule, PlateauRule,
+from mssl_tf.eval.schedule import (EarlyStoppingTorch, EarlyStopRule, PlateauRule,
                                     ReduceLROnPlateauTorch)
 from mssl_tf.eval.optimizer import TorchAdam
 

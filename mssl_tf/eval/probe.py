@@ -1,0 +1,270 @@
+"""`run_probe`: the gin entry point of `mssl-probe` (frozen encoder -> features -> head -> metrics).
+
+Everything about the encoder comes from the pre-training run directory (run.json and its
+snapshots, written by `mssl-pretrain`), so no architecture flag is repeated. Features of the
+frozen encoder are cached under RUN/probes/<dataset>-<checkpoint>/ and re-used by later probes
+(linear and MLP heads share them); results go to RUN/probes/<dataset>-<checkpoint>/<head>/.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import time
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+import mssl_tf
+from mssl_tf.data import pipeline
+from mssl_tf.eval import embed, metrics, train_head
+from mssl_tf.train import checkpoints
+
+logger = logging.getLogger(__name__)
+
+PROBES_DIR = "probes"
+RESULTS_NAME = "results.json"
+
+
+def _probe_labels(manifest: dict, data_dir: str) -> tuple[int, list[str], bool]:
+    """(num_labels, tag names, multi_label) of a labelled dataset; refuses unlabelled shards."""
+    num_labels = int(manifest.get("num_labels") or 0)
+    if num_labels < 1:
+        raise ValueError(
+            f"The shards in {data_dir!r} (dataset {manifest.get('dataset')!r}) carry no labels, "
+            "so there is nothing to probe. Probe on a labelled dataset (e.g. `mssl-prepare mtat` "
+            "or `mssl-prepare gtzan`); unlabelled folders are for pre-training only.")
+    names = list(manifest.get("tag_names") or [f"tag{i}" for i in range(num_labels)])
+    if len(names) != num_labels:
+        raise ValueError(f"{data_dir}/manifest.json lists {len(names)} tag names for "
+                         f"num_labels={num_labels}; re-run `mssl-prepare`.")
+    return num_labels, names, bool(manifest.get("multi_label", True))
+
+
+def _check_label_width(split: str, labels: np.ndarray, num_labels: int, data_dir: str) -> None:
+    if labels.ndim != 2 or labels.shape[1] != num_labels:
+        width = labels.shape[1] if labels.ndim == 2 else 0
+        raise ValueError(
+            f"The {split!r} split in {data_dir!r} has {width} labels per track but the manifest "
+            f"(and the other splits) have {num_labels}; all splits must share one label set. "
+            "Re-run `mssl-prepare` so every split is written with the same tag list.")
+
+
+def pretrain_summary(model_dir: str, run: dict) -> dict:
+    """What the report needs to place a run in the thesis' tables."""
+    data_dir = run.get("data_dir", "")
+    try:
+        dataset = pipeline.read_manifest(data_dir)["dataset"] if data_dir else None
+    except (FileNotFoundError, ValueError, tf.errors.OpError):
+        dataset = None
+    dataset = dataset or run.get("dataset") or os.path.basename(os.path.normpath(data_dir)) or "?"
+    projector = None
+    op_path = os.path.join(model_dir, "operative_config.gin")
+    if tf.io.gfile.exists(op_path):
+        with tf.io.gfile.GFile(op_path, "r") as f:
+            m = re.search(r"^pretrain\.projector\s*=\s*['\"](\w+)['\"]", f.read(), re.M)
+        projector = m.group(1) if m else None
+    encoder = run.get("encoder", {})
+    return {"objective": run.get("objective"), "dataset": dataset,
+            "rep_dim": encoder.get("rep_dim"), "global_batch": run.get("global_batch"),
+            "epochs": run.get("epochs"), "latest_epoch": run.get("latest_epoch"),
+            "projector": projector or run.get("projector") or "vicreg"}
+
+
+def _load_encoder(model_dir: str, checkpoint: str | int, random_init: bool, seed: int
+                  ) -> tuple[keras.Model, dict]:
+    """The run's encoder (snapshot or random init), a cache tag and a weights fingerprint."""
+    if random_init:
+        keras.utils.set_random_seed(seed)
+        encoder = checkpoints.build_encoder_from_run(model_dir)
+        return encoder, {"epoch": 0, "path": None, "tag": "random_init",
+                         "fingerprint": f"random_init-seed{seed}"}
+    encoder, info = checkpoints.load_encoder(model_dir, checkpoint)
+    epoch = info.get("epoch")
+    if epoch is not None:
+        tag = f"epoch{int(epoch):05d}"
+    else:
+        tag = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(info["path"]).split(".")[0])
+    return encoder, {"epoch": epoch, "path": info["path"], "tag": tag,
+                     "fingerprint": embed.file_fingerprint(info["path"])}
+
+
+def _strict_json(obj):
+    """NaN/inf -> None, so results.json is standard JSON that any tool reads."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    return obj
+
+
+def _write_json(path: str, obj: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(_strict_json(obj), f, indent=2, sort_keys=True, allow_nan=False)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
+                  out_dir: str | None = None, head: str = "linear", weights_key: str = "",
+                  feature_batch_size: int = 64, crop_seed: int = 0,
+                  fit_kwargs: dict | None = None, extra_results: dict | None = None) -> dict:
+    """Probes any frozen encoder mapping `(batch, crop_len)` waveforms to `(batch, D)` features.
+
+    Args:
+      encoder: the encoder; its input length is the crop length.
+      data_dir: labelled shards (train/valid/test) from `mssl-prepare`.
+      work_dir: folder of the feature cache (features_{train,valid,test}.npz).
+      out_dir: where results.json, history.json and the head go (default work_dir/<head>).
+      head: "linear" or "mlp".
+      weights_key: identifies the encoder's weights (e.g. a file hash); cached features made
+        with another key are recomputed.
+      feature_batch_size: crops per encoder call.
+      crop_seed: seed of the one random crop per train/valid track.
+      fit_kwargs: head-training settings passed to `train_head.fit_head`.
+      extra_results: more entries for results.json.
+
+    Returns:
+      The results dict, also written to out_dir/results.json.
+    """
+    if head not in ("linear", "mlp"):
+        raise ValueError(f"probe head must be 'linear' or 'mlp', got {head!r}")
+    start = time.time()
+    fit_kwargs = dict(fit_kwargs or {})
+    manifest = pipeline.read_manifest(data_dir)
+    num_labels, tag_names, multi_label = _probe_labels(manifest, data_dir)
+    crop_len = int(encoder.input_shape[-1])
+    out_dir = out_dir or os.path.join(work_dir, head)
+    bn_before = embed.bn_moving_statistics(embed.freeze(encoder))
+
+    counts = {s: int(v.get("num_tracks", 0)) for s, v in manifest.get("splits", {}).items()}
+    data_key = {"data_dir": os.path.abspath(data_dir) if "://" not in data_dir else data_dir,
+                "dataset": manifest["dataset"], "created": manifest.get("created"),
+                "splits": counts}
+    key = {"weights": weights_key, "crop_len": crop_len, "data": data_key}
+    feats = {}
+    for split in ("train", "valid"):
+        feats[split] = embed.cached(
+            os.path.join(work_dir, f"features_{split}.npz"), {**key, "crop_seed": crop_seed},
+            lambda s=split: embed.embed_crops(encoder, data_dir, s, crop_len=crop_len,
+                                              batch_size=feature_batch_size, seed=crop_seed,
+                                              total=counts.get(s)))
+    feats["test"] = embed.cached(
+        os.path.join(work_dir, "features_test.npz"), key,
+        lambda: embed.embed_chunks(encoder, data_dir, "test", crop_len=crop_len,
+                                   batch_size=feature_batch_size, total=counts.get("test")))
+    for split, f in feats.items():
+        _check_label_width(split, f["labels"], num_labels, data_dir)
+    embed.check_bn_unchanged(encoder, bn_before)
+
+    head_model, fit_info = train_head.fit_head(
+        (feats["train"]["features"], feats["train"]["labels"]),
+        (feats["valid"]["features"], feats["valid"]["labels"]),
+        kind=head, multi_label=multi_label, **fit_kwargs)
+    test = feats["test"]
+    y_score = train_head.predict_tracks(head_model, test["features"], test["owner"],
+                                        len(test["track_ids"]), multi_label=multi_label)
+    scores = metrics.probe_metrics(test["labels"], y_score, multi_label=multi_label,
+                                   tag_names=tag_names)
+    settings = {"head": head, "feature_batch_size": feature_batch_size, "crop_seed": crop_seed,
+                **{k: v for k, v in fit_kwargs.items() if k != "verbose"}}
+    config_hash = hashlib.sha256(json.dumps({"settings": settings, "features": key},
+                                            sort_keys=True).encode()).hexdigest()[:16]
+    results = {
+        "metrics": scores, "head": head, "multi_label": multi_label,
+        "dataset": manifest["dataset"], "data_dir": data_dir, "tag_names": tag_names,
+        "split_counts": {"train": len(feats["train"]["track_ids"]),
+                         "valid": len(feats["valid"]["track_ids"]),
+                         "test": len(test["track_ids"]),
+                         "test_chunks": int(len(test["features"])),
+                         "test_skipped": int(len(test["skipped"]))},
+        "skipped_test_tracks": [str(t) for t in test["skipped"]],
+        "features_cached": {s: bool(f["cache_hit"]) for s, f in feats.items()},
+        "training": {k: fit_info[k] for k in ("epochs", "lr_reductions", "stopped_early",
+                                               "best_val_loss")},
+        "settings": settings, "config_hash": config_hash,
+        "mssl_tf_version": mssl_tf.__version__, "seconds": round(time.time() - start, 2),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        **(extra_results or {}),
+    }
+    tf.io.gfile.makedirs(out_dir)
+    _write_json(os.path.join(out_dir, RESULTS_NAME), results)
+    _write_json(os.path.join(out_dir, "history.json"), fit_info["history"])
+    buf = io.BytesIO()  # track-level predictions, for re-scoring without re-running
+    np.savez(buf, track_ids=test["track_ids"], labels=test["labels"], scores=y_score)
+    with tf.io.gfile.GFile(os.path.join(out_dir, "test_predictions.npz"), "wb") as f:
+        f.write(buf.getvalue())
+    checkpoints.save_weights_atomic(head_model, os.path.join(out_dir, "head.weights.h5"))
+    with tf.io.gfile.GFile(os.path.join(out_dir, "operative_config.gin"), "w") as f:
+        f.write(gin.operative_config_str())
+    logger.info("Probe %s on %s: ROC-AUC %.2f, PR-AUC %.2f -> %s", head, manifest["dataset"],
+                scores["roc_auc"], scores["pr_auc"], out_dir)
+    return results
+
+
+@gin.configurable(denylist=["model_dir", "data_dir"])
+def run_probe(model_dir: str, data_dir: str, *, head: str = "linear",
+              checkpoint: str | int = "latest", random_init: bool = False,
+              out_dir: str | None = None, cache_dir: str | None = None,
+              hidden: int | None = None, learning_rate: float = 1e-3,
+              weight_decay: float = 1e-6, batch_size: int = 48, max_epochs: int = 200,
+              plateau_factor: float = 0.1, plateau_patience: int = 5,
+              plateau_threshold: float = 1e-4, early_stop_patience: int = 10,
+              feature_batch_size: int = 64, crop_seed: int = 0, seed: int = 0,
+              verbose: int | str = 0) -> dict:
+    """Probes a pre-training run's encoder (a snapshot, or random init) on a labelled dataset.
+
+    Args:
+      model_dir: pre-training run directory (run.json + snapshots/).
+      data_dir: labelled shards (train/valid/test) from `mssl-prepare`, e.g. MTAT.
+      head: "linear" or "mlp".
+      checkpoint: "latest", an epoch number, or a path to an encoder .weights.h5.
+      random_init: probe the run's architecture with random weights (every table's floor).
+      out_dir: where results.json and the head go (default RUN/probes/<dataset>-<ckpt>/<head>).
+      cache_dir: where features are cached (default RUN/probes/<dataset>-<ckpt>).
+      hidden: MLP hidden width (default: the representation width, as CLMR).
+      learning_rate / weight_decay / batch_size / max_epochs: head training (CLMR: 1e-3,
+        coupled L2 1e-6, 48, 200).
+      plateau_factor / plateau_patience / plateau_threshold: ReduceLROnPlateau (0.1, 5, 1e-4 rel).
+      early_stop_patience: early stopping on the validation loss (10).
+      feature_batch_size: crops per encoder call while embedding.
+      crop_seed: seed of the one random crop per train/valid track.
+      seed: seed of the head (and of the random-init encoder).
+      verbose: Keras progress output of head training.
+
+    Returns:
+      The results dict, also written to out_dir/results.json.
+
+    Raises:
+      FileNotFoundError: no run.json, no snapshot, or no shards.
+      ValueError: unlabelled shards, label sets differing between splits, a snapshot that does
+        not fit the run's encoder.
+    """
+    if head not in ("linear", "mlp"):
+        raise ValueError(f"run_probe.head must be 'linear' or 'mlp', got {head!r}")
+    run = checkpoints.read_run(model_dir)
+    manifest = pipeline.read_manifest(data_dir)
+    _probe_labels(manifest, data_dir)  # refuse unlabelled shards before loading anything
+    encoder, ckpt = _load_encoder(model_dir, checkpoint, random_init, seed)
+    work_dir = cache_dir or os.path.join(model_dir, PROBES_DIR,
+                                         f"{manifest['dataset']}-{ckpt['tag']}")
+    fit_kwargs = {"hidden": hidden, "learning_rate": learning_rate,
+                  "weight_decay": weight_decay, "batch_size": batch_size,
+                  "max_epochs": max_epochs, "plateau_factor": plateau_factor,
+                  "plateau_patience": plateau_patience, "plateau_threshold": plateau_threshold,
+                  "early_stop_patience": early_stop_patience, "seed": seed, "verbose": verbose}
+    extra = {"random_init": random_init, "model_dir": model_dir,
+             "checkpoint": {"epoch": ckpt["epoch"], "path": ckpt["path"], "tag": ckpt["tag"]},
+             "pretrain": pretrain_summary(model_dir, run)}
+    return probe_encoder(encoder, data_dir, work_dir=work_dir, out_dir=out_dir, head=head,
+                         weights_key=ckpt["fingerprint"], feature_batch_size=feature_batch_size,
+                         crop_seed=crop_seed, fit_kwargs=fit_kwargs, extra_results=extra)
