@@ -21,7 +21,7 @@ def _tf_strategy(tpu: str | None, devices: list[str] | None):
                 tpu=None if tpu == "local" else tpu)
             tf.config.experimental_connect_to_cluster(resolver)
             topology = tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.NotFoundError, tf.errors.UnavailableError) as e:
+        except Exception as e:  # noqa: BLE001  resolver errors range from ValueError to URLError
             raise ValueError(
                 f"Could not connect to the TPU {tpu!r}: {e}. Give the TPU's name as shown by "
                 "`gcloud compute tpus list` (or 'local' on a TPU VM), and install tensorflow-tpu "

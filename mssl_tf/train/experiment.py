@@ -167,6 +167,7 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *, tpu: str | None = 
                  objective, replicas, global_batch, spe, policy)
 
     guard = cb.BackupAndNaNGuard(backup, backup_every_steps, spe)
+    guard.set_model(model)
     callbacks = [
         guard,
         cb.EncoderSnapshots(model_dir, milestones),

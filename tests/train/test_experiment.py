@@ -1,0 +1,157 @@
+"""pretrain(): a real run on synthetic shards, resume after SIGKILL, NaN stop, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import gin
+import numpy as np
+import pytest
+
+from mssl_tf import gin_utils
+from mssl_tf.data.synthetic import write_synthetic_dataset
+from mssl_tf.train import checkpoints, experiment
+
+SMOKE = "experiments/smoke.gin"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("data"))
+    write_synthetic_dataset(out, num_tracks={"train": 32, "valid": 8, "test": 8}, seconds=0.5)
+    return out
+
+
+def _run(model_dir, data_dir, *params, allow_change=False):
+    gin_utils.parse([SMOKE], [f"pretrain.data_dir = '{data_dir}'", "pretrain.verbose = 0",
+                              *params], model_dir=model_dir, allow_config_change=allow_change)
+    return experiment.pretrain(model_dir)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_the_run_directory(tmp_path, data_dir):
+    run = str(tmp_path / "run")
+    result = _run(run, data_dir)
+    assert result["step"] == 8  # 2 epochs x 32 tracks / batch 8
+    info = checkpoints.read_run(run)
+    assert info["latest_epoch"] == 2 and info["encoder"]["rep_dim"] == 32
+    assert set(checkpoints.list_snapshots(run)) == {1, 2}
+    assert os.path.exists(os.path.join(run, "operative_config.gin"))
+    assert "pretrain.global_batch = 8" in open(os.path.join(run, "operative_config.gin")).read()
+    assert any(f.startswith("events.out.tfevents")
+               for f in os.listdir(os.path.join(run, "logs", "train")))
+    history = open(os.path.join(run, "history.csv")).read().splitlines()
+    header = history[0].split(",")
+    for col in ("loss", "invariance", "variance", "covariance", "rep_std", "rep_rank"):
+        assert col in header
+    assert len(history) == 3
+    # The loss goes down and the snapshot reloads into the same encoder outputs.
+    assert np.isfinite(result["history"]["loss"]).all()
+    encoder, meta = checkpoints.load_encoder(run, "latest")
+    assert meta["epoch"] == 2
+    encoder2, _ = checkpoints.load_encoder(run, 2)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 2187)).astype("float32")
+    np.testing.assert_allclose(encoder(x, training=False), encoder2(x, training=False), atol=1e-6)
+    # Rerunning a finished run is a no-op that reports the same step.
+    assert _run(run, data_dir)["step"] == 8
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_last_good_backup(tmp_path, data_dir):
+    run = str(tmp_path / "run")
+    _run(run, data_dir, "pretrain.max_steps = 4")
+    good = checkpoints.TrainingBackup(run).state()
+    assert good["step"] == 4
+    # Resume with a weight that overflows float32: the loss is inf from the next step on.
+    with pytest.raises(experiment.NonFiniteLossError, match=r"step 5.*last good backup is step 4"):
+        _run(run, data_dir, "pretrain.max_steps = None", "vicreg_loss.sim_weight = 1e39",
+             allow_change=True)
+    assert checkpoints.TrainingBackup(run).state()["step"] == 4
+    assert checkpoints.read_run(run)["latest_epoch"] == 1
+
+
+def test_resume_with_changed_config_is_refused(tmp_path, data_dir):
+    run = str(tmp_path / "run")
+    gin_utils.parse([SMOKE], [f"pretrain.data_dir = '{data_dir}'"], model_dir=run)
+    with pytest.raises(ValueError, match=r"another config(.|\n)*pretrain.epochs = 5"
+                                         r"(.|\n)*--allow_config_change"):
+        gin_utils.parse([SMOKE], [f"pretrain.data_dir = '{data_dir}'", "pretrain.epochs = 5"],
+                        model_dir=run)
+
+
+@pytest.mark.parametrize("binding,hint", [("pretrain.epocs = 3", "epochs"),
+                                          ("build_sample_cnnn.rep_dim = 3", "build_sample_cnn")])
+def test_unknown_gin_binding_shows_close_names(binding, hint):
+    with pytest.raises(ValueError, match=f"Close names: .*{hint}"):
+        gin_utils.parse([], [binding])
+
+
+def test_missing_gin_file_is_explained():
+    with pytest.raises(FileNotFoundError, match="nope.gin.*looked in"):
+        gin_utils.parse(["experiments/nope.gin"], [])
+
+
+def test_global_batch_not_divisible(tmp_path, data_dir, mirrored_strategy):
+    gin_utils.parse([SMOKE], [f"pretrain.data_dir = '{data_dir}'", "pretrain.global_batch = 7",
+                              "pretrain.devices = ['/cpu:0', '/cpu:1']"])
+    with pytest.raises(ValueError, match="global batch 7 is not divisible by the 2 replicas"):
+        experiment.pretrain(str(tmp_path / "run"))
+
+
+def test_no_shards(tmp_path):
+    gin_utils.parse([SMOKE], [f"pretrain.data_dir = '{tmp_path}'"])
+    with pytest.raises(FileNotFoundError, match="No 'train' shards"):
+        experiment.pretrain(str(tmp_path / "run"))
+
+
+def test_unknown_tpu_is_explained():
+    from mssl_tf.distribute import get_strategy
+    with pytest.raises(ValueError, match="Could not connect to the TPU 'no-such-tpu'"):
+        get_strategy(tpu="no-such-tpu")
+
+
+KILLABLE = textwrap.dedent("""
+    import sys, time, keras
+    from mssl_tf import gin_utils
+    from mssl_tf.train import experiment
+    model_dir, data_dir, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    class Slow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(delay)
+    gin_utils.parse(["experiments/smoke.gin"], [f"pretrain.data_dir = '{data_dir}'",
+                    "pretrain.backup_every_steps = 1", "pretrain.verbose = 0"], model_dir=model_dir)
+    r = experiment.pretrain(model_dir, extra_callbacks=(Slow(),))
+    print("FINAL_STEP", r["step"])
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_ends_at_same_step(tmp_path, data_dir):
+    run = str(tmp_path / "run")
+    cmd = [sys.executable, "-c", KILLABLE, run, data_dir]
+    proc = subprocess.Popen(cmd + ["1.0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state_path = os.path.join(run, "backup", "state.json")
+    deadline = time.time() + 240
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(state_path):
+            step = json.load(open(state_path))["step"]
+            if step >= 5:  # inside epoch 2 (4 steps per epoch)
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.load(open(state_path))["step"]
+    assert 5 <= killed_at < 8
+    out = subprocess.run(cmd + ["0"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "FINAL_STEP 8" in out.stdout
+    assert checkpoints.TrainingBackup(run).state()["step"] == 8
+    # The resumed epoch ran only its remaining steps: history has one row per epoch segment.
+    rows = open(os.path.join(run, "history.csv")).read().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["0", "1"]
