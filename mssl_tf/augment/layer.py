@@ -42,6 +42,7 @@ def _pair(name: str, value, integer: bool = False) -> tuple:
     return (low, high)
 
 
+@keras.saving.register_keras_serializable(package="mssl_tf")
 class AudioAugment(keras.layers.Layer):
     """CLMR's eight pre-training augmentations (after the crop), batched and per example.
 

@@ -59,14 +59,15 @@ def _channel_offsets(stereo_depth: float) -> list[float]:
     return [i * depth for i in range(int(math.ceil(depth)) + 1)]
 
 
-def comb_sizes(room_scale, sample_rate: int, offset: float) -> list:
-    """Per-example comb lengths (int32, one (batch,) tensor per comb) of one sox channel."""
+def comb_lengths(sample_rate: int, stereo_depth: float) -> np.ndarray:
+    """Comb lengths before room scaling, r * (length +- 12 * offset), shape (channels, 8).
+
+    sox alternates the sign of the channel's offset from one comb to the next.
+    """
     r = sample_rate / 44100.0
-    sizes = []
-    for i, length in enumerate(COMB_LENGTHS):
-        spread = STEREO_ADJUST * offset * (1 if i % 2 == 0 else -1)
-        sizes.append(ops.cast(ops.floor(room_scale * (r * (length + spread)) + 0.5), "int32"))
-    return sizes
+    signs = np.array([1.0 if i % 2 == 0 else -1.0 for i in range(len(COMB_LENGTHS))])
+    return np.stack([r * (np.array(COMB_LENGTHS) + STEREO_ADJUST * offset * signs)
+                     for offset in _channel_offsets(stereo_depth)])
 
 
 def allpass_sizes(sample_rate: int, offset: float) -> list[int]:
@@ -112,46 +113,43 @@ def reverb(x, reverberance, damping, room_size, sample_rate: int, stereo_depth: 
     omega = 2.0 * np.pi * np.arange(bins) / n_fft
     q = rho * np.exp(-1j * omega)  # z**-1 on the weighted grid
 
-    xr, xi = ops.rfft(ops.cast(x, "float32") * weight, fft_length=n_fft)
-    feedback = sox_feedback(reverberance)[:, None]
-    d = sox_hf_damping(damping)[:, None]
+    xr, xi = ops.rfft(ops.cast(x, "float32") * weight, fft_length=n_fft)  # (batch, bins)
+    # Shapes below: (batch, channel, comb, bin); all combs of both channels at once.
+    feedback = sox_feedback(reverberance)[:, None, None, None]
+    d = sox_hf_damping(damping)[:, None, None, None]
     loop_gain = feedback * (1.0 - d)
-    scale = sox_room_scale(room_size)
+    lengths = ops.convert_to_tensor(comb_lengths(sample_rate, stereo_depth).astype(np.float32))
+    scale = sox_room_scale(room_size)[:, None, None]
+    # sox: (size_t)(scale * r * (length + spread) + .5)
+    sizes = ops.cast(ops.floor(scale * lengths[None] + 0.5), "int32")[..., None]
+    q_r = ops.convert_to_tensor(q.real.astype(np.float32))
+    q_i = ops.convert_to_tensor(q.imag.astype(np.float32))
     # (1 - d q): numerator and part of the denominator of every comb.
-    q_r = ops.convert_to_tensor(q.real.astype(np.float32))[None, :]
-    q_i = ops.convert_to_tensor(q.imag.astype(np.float32))[None, :]
     lp_r = 1.0 - d * q_r
     lp_i = -d * q_i
-    k = ops.arange(bins, dtype="int32")[None, :]
+    # q**N = rho**N exp(-j w N); the phase index (k * N) mod n_fft is exact in int32.
+    k = ops.arange(bins, dtype="int32")
+    phase = ops.cast(ops.mod(k * sizes, n_fft), "float32") * (2.0 * math.pi / n_fft)
+    mag = ops.exp(ops.cast(sizes, "float32") * math.log(rho))
+    qn_r = mag * ops.cos(phase)
+    qn_i = -mag * ops.sin(phase)
+    # H_comb = q^N (1 - d q) / (1 - d q - g q^N), summed over the eight combs.
+    num_r = qn_r * lp_r - qn_i * lp_i
+    num_i = qn_r * lp_i + qn_i * lp_r
+    den_r = lp_r - loop_gain * qn_r
+    den_i = lp_i - loop_gain * qn_i
+    den2 = den_r * den_r + den_i * den_i
+    hr = ops.sum((num_r * den_r + num_i * den_i) / den2, axis=2)  # (batch, channel, bins)
+    hi = ops.sum((num_i * den_r - num_r * den_i) / den2, axis=2)
     wet_gain = WET_SCALE * 10.0 ** (wet_gain_db / 20.0)
-
     offsets = _channel_offsets(stereo_depth)
-    out = None
-    for offset in offsets:
-        hr = ops.zeros_like(lp_r)
-        hi = ops.zeros_like(lp_r)
-        for size in comb_sizes(scale, sample_rate, offset):
-            size = size[:, None]
-            # q**N = rho**N exp(-j w N); the phase index (k * N) mod n_fft is exact in int32.
-            phase = ops.cast(ops.mod(k * size, n_fft), "float32") * (2.0 * math.pi / n_fft)
-            mag = ops.exp(ops.cast(size, "float32") * math.log(rho))
-            qn_r = mag * ops.cos(phase)
-            qn_i = -mag * ops.sin(phase)
-            # H_comb = q^N (1 - d q) / (1 - d q - g q^N)
-            num_r = qn_r * lp_r - qn_i * lp_i
-            num_i = qn_r * lp_i + qn_i * lp_r
-            den_r = lp_r - loop_gain * qn_r
-            den_i = lp_i - loop_gain * qn_i
-            den2 = den_r * den_r + den_i * den_i
-            hr = hr + (num_r * den_r + num_i * den_i) / den2
-            hi = hi + (num_i * den_r - num_r * den_i) / den2
-        ap = _allpass_response(allpass_sizes(sample_rate, offset), q) * wet_gain
-        ap_r = ops.convert_to_tensor(ap.real.astype(np.float32))[None, :]
-        ap_i = ops.convert_to_tensor(ap.imag.astype(np.float32))[None, :]
-        # Y = X * (1 + H_comb * H_allpass): dry plus wet.
-        tr = 1.0 + hr * ap_r - hi * ap_i
-        ti = hr * ap_i + hi * ap_r
-        y = ops.irfft((xr * tr - xi * ti, xr * ti + xi * tr), fft_length=n_fft)[:, :length]
-        y = ops.clip(y * unweight, -1.0, 1.0)
-        out = y if out is None else out + y
-    return out / float(len(offsets))
+    ap = np.stack([_allpass_response(allpass_sizes(sample_rate, o), q) for o in offsets]) * wet_gain
+    ap_r = ops.convert_to_tensor(ap.real.astype(np.float32))  # (channel, bins)
+    ap_i = ops.convert_to_tensor(ap.imag.astype(np.float32))
+    # Y = X * (1 + H_comb * H_allpass): dry plus wet, per channel.
+    tr = 1.0 + hr * ap_r - hi * ap_i
+    ti = hr * ap_i + hi * ap_r
+    xr, xi = xr[:, None, :], xi[:, None, :]
+    y = ops.irfft((xr * tr - xi * ti, xr * ti + xi * tr), fft_length=n_fft)[..., :length]
+    # sox clips each channel to full scale, then `channels 1` averages them.
+    return ops.mean(ops.clip(y * unweight, -1.0, 1.0), axis=1)
