@@ -12,6 +12,10 @@ Update for a variable w with gradient g (main_vicreg.py `LARS.step`):
     mu = momentum * mu + g                      # classic momentum, after the trust-ratio scaling
     w = w - lr * mu
 
+This is the "classic" momentum form of the reference (the buffer holds gradients and the current
+learning rate multiplies the whole buffer), not google-research/simclr's `v = m v + lr g`; the two
+differ whenever the learning rate changes, i.e. at every step of the warmup + cosine schedule.
+
 The exclusion is by rank (vicreg's `exclude_bias_and_norm`), not by name: Keras 3 names BN
 parameters `gamma`/`beta`, and Spijkervet/SimCLR's variant that ignores its exclusion lists is
 deliberately not copied. The weight decay is this coupled L2 term only; Keras' own decoupled
@@ -19,8 +23,6 @@ deliberately not copied. The weight decay is this coupled L2 term only; Keras' o
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import keras
 from keras import ops
@@ -45,7 +47,8 @@ class LARS(keras.optimizers.Optimizer):
       ValueError: for a momentum outside [0, 1], a negative weight decay or a non-positive eta.
     """
 
-    def __init__(self, learning_rate: float | Any = 0.2, momentum: float = 0.9,
+    def __init__(self,
+                 learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 0.2, momentum: float = 0.9,
                  weight_decay: float = 1e-6, eta: float = 0.001, name: str = "lars",
                  **kwargs):
         # The base class would add a *decoupled* decay on top of ours: keep it off.

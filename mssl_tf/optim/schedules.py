@@ -7,6 +7,9 @@ facebookresearch/vicreg `adjust_learning_rate` (called every step):
     otherwise:            q = 0.5 * (1 + cos(pi * (step - warmup_steps) / (max_steps - warmup_steps)))
                           lr = peak * q + end_factor * peak * (1 - q)
 
+Keras evaluates the schedule at the optimizer's iteration count before incrementing it, so the
+n-th update (n = 0, 1, ...) uses lr(n), exactly as the reference sets lr(step) before
+`optimizer.step()`; in particular the very first update has lr = 0 when there is a warmup.
 Here `batch_size` must be the *global* batch (all replicas), and the schedule holds the end value
 after the last step instead of letting the cosine rise again.
 """

@@ -323,6 +323,9 @@ def _sibling_module(filename):
 
 _JAX_SCRIPT = textwrap.dedent("""
     import json, sys
+    # No TensorFlow in this process: the keras-only core must import and run without it (the
+    # layering rule), as on a JAX-only GPU machine.
+    sys.modules["tensorflow"] = None
     import jax, keras, numpy as np
     from mssl_tf.losses import nt_xent_loss, vicreg_loss
     data = np.load(sys.argv[1])
@@ -333,6 +336,8 @@ _JAX_SCRIPT = textwrap.dedent("""
         bf16 = fn(data["z_a"].astype("bfloat16"), data["z_b"].astype("bfloat16"))[0]
         out[name] = {"value": float(value), "grad": np.asarray(grad).tolist(),
                      "bf16_dtype": str(bf16.dtype)}
+    out["tensorflow_imported"] = any(m.startswith("tensorflow") and sys.modules[m] is not None
+                                     for m in list(sys.modules))
     print(json.dumps(out))
 """)
 
@@ -349,7 +354,7 @@ def test_jax_backend_matches_reference(tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["backend"] == "jax"
+    assert out["backend"] == "jax" and not out["tensorflow_imported"]
     for name, ref in (("vicreg", reference_vicreg), ("ntxent", reference_nt_xent)):
         np.testing.assert_allclose(out[name]["value"], ref(z_a, z_b)[0], rtol=1e-5)
         fd = _finite_difference(lambda a: ref(a, z_b)[0], z_a)

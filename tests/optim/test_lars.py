@@ -287,6 +287,9 @@ def test_two_replica_steps_equal_single_device():
 # ---------------------------------------------------------------------------------------------
 _JAX_SCRIPT = textwrap.dedent("""
     import json, sys
+    # No TensorFlow in this process: the keras-only core must import and run without it (the
+    # layering rule), as on a JAX-only GPU machine.
+    sys.modules["tensorflow"] = None
     import jax, keras, numpy as np
     from mssl_tf.optim import LARS, WarmupCosine
     data = np.load(sys.argv[1])
@@ -321,6 +324,8 @@ _JAX_SCRIPT = textwrap.dedent("""
     adam.apply([np.ones((2,), "float32")], [w])
     out["adam_first_step"] = np.asarray(w.value).tolist()
     out["lr"] = [float(schedule(i)) for i in range(12)]
+    out["tensorflow_imported"] = any(m.startswith("tensorflow") and sys.modules[m] is not None
+                                     for m in list(sys.modules))
     print(json.dumps(out))
 """)
 
@@ -343,7 +348,7 @@ def test_jax_backend_matches_numpy(tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["backend"] == "jax"
+    assert out["backend"] == "jax" and not out["tensorflow_imported"]
 
     def lr(step):
         return schedules_tests.reference_lr(step, 0.4, 256, 2, 4, 1)
