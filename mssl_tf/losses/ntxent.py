@@ -1,7 +1,7 @@
 """NT-Xent (normalised temperature-scaled cross entropy), as Spijkervet/SimCLR's `NT_Xent` in CLMR.
 
-Reference semantics (simclr/modules/nt_xent.py): with N = 2B and z = concat(z_a, z_b), the logits are
-the cosine similarities of all pairs divided by the temperature; the positive of row i is row
+Reference semantics (simclr/modules/nt_xent.py): with N = 2B and z = concat(z_a, z_b), the logits
+are the cosine similarities of all pairs divided by the temperature; the positive of row i is row
 i +- B, the negatives are the other 2B - 2 rows; the cross entropy is summed over the N rows and
 divided by N (the mean over both directions, half of google-research/simclr's value).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from mssl_tf.losses.vicreg import Gather, _batch_size, _check_pair, _to_float32
+from mssl_tf.losses.vicreg import Gather, _check_pair, _num_rows, _to_float32
 
 # torch.nn.CosineSimilarity's default eps: each norm is clamped to at least this.
 COSINE_EPS = 1e-8
@@ -64,7 +64,7 @@ def nt_xent_loss(z_a, z_b, temperature: float = 0.5, gather: Gather | None = Non
     # N may be dynamic after a cross-replica gather (inside tf.function), so the self-mask is
     # built from the runtime size; it is float32 on purpose.
     n = ops.shape(z)[0]
-    n_f = _batch_size(z)
+    n_f = _num_rows(z)
     logits = cosine / temperature - _LARGE_NUM * ops.eye(n, dtype="float32")
 
     # Positive of row i is row i +- B: the same cosine for row i of a and row i of b.

@@ -33,15 +33,15 @@ def _to_float32(z_a, z_b, gather: Gather | None):
     return z_a, z_b
 
 
-def _batch_size(z):
-    """Static batch size as a float when known, else a float32 scalar tensor."""
+def _num_rows(z):
+    """Number of rows as a float when static, else as a float32 scalar tensor."""
     batch = z.shape[0]
     if batch is None:
         return ops.cast(ops.shape(z)[0], "float32")
     return float(batch)
 
 
-def _check_pair(z_a, z_b, name: str) -> tuple[int, int]:
+def _check_pair(z_a, z_b, name: str) -> tuple[int | None, int | None]:
     """Validates two (B, D) embedding batches and returns their static (B, D)."""
     if len(z_a.shape) != 2 or len(z_b.shape) != 2:
         raise ValueError(f"{name}: embeddings must be 2-D (batch, dim), got shapes "
@@ -109,7 +109,7 @@ def vicreg_loss(z_a, z_b, sim_weight: float = 25.0, var_weight: float = 25.0,
         raise ValueError(f"vicreg_loss: the (gathered) batch has {batch} row(s); the unbiased "
                          "variance needs at least 2. Use a larger batch_size.")
     # After a cross-replica gather the global batch may only be known at run time.
-    batch_f = _batch_size(x)
+    batch_f = _num_rows(x)
 
     # The reference takes the MSE on the local batch before gathering; with equal per-replica
     # batches the global MSE is the mean of the local ones, so the gradients are identical.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+from keras.optimizers.schedules import LearningRateSchedule
 
 
 @keras.saving.register_keras_serializable(package="mssl_tf")
@@ -47,8 +48,7 @@ class LARS(keras.optimizers.Optimizer):
       ValueError: for a momentum outside [0, 1], a negative weight decay or a non-positive eta.
     """
 
-    def __init__(self,
-                 learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 0.2, momentum: float = 0.9,
+    def __init__(self, learning_rate: float | LearningRateSchedule = 0.2, momentum: float = 0.9,
                  weight_decay: float = 1e-6, eta: float = 0.001, name: str = "lars",
                  **kwargs):
         # The base class would add a *decoupled* decay on top of ours: keep it off.

@@ -4,7 +4,7 @@ facebookresearch/vicreg `adjust_learning_rate` (called every step):
 
     peak = base_lr * batch_size / 256
     step < warmup_steps:  lr = peak * step / warmup_steps
-    otherwise:            q = 0.5 * (1 + cos(pi * (step - warmup_steps) / (max_steps - warmup_steps)))
+    otherwise:            q = 0.5 * (1 + cos(pi * (step - warmup) / (max_steps - warmup)))
                           lr = peak * q + end_factor * peak * (1 - q)
 
 Keras evaluates the schedule at the optimizer's iteration count before incrementing it, so the

@@ -1,4 +1,4 @@
-"""NT-Xent against a numpy transcription of Spijkervet/SimCLR's NT_Xent, by hand, and on 2 replicas."""
+"""NT-Xent against a numpy transcription of Spijkervet/SimCLR's NT_Xent, by hand, on 2 replicas."""
 
 import importlib.util
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""VICReg loss against a numpy transcription of facebookresearch/vicreg, by hand, and on 2 replicas."""
+"""VICReg loss against a numpy transcription of facebookresearch/vicreg, by hand, on 2 replicas."""
 
 import importlib.util
 import json

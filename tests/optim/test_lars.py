@@ -38,7 +38,8 @@ class NumpyLARS:
             if p.ndim != 1:
                 dp = dp + self.weight_decay * p
                 param_norm, update_norm = np.linalg.norm(p), np.linalg.norm(dp)
-                q = self.eta * param_norm / update_norm if param_norm > 0 and update_norm > 0 else 1.0
+                positive = param_norm > 0 and update_norm > 0
+                q = self.eta * param_norm / update_norm if positive else 1.0
                 dp = dp * q
             self.mu[i] = self.momentum * self.mu[i] + dp
             new.append(p - lr * self.mu[i])
