@@ -36,7 +36,9 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--runner", default=None,
                         help="run as an Apache Beam pipeline with this runner (DirectRunner, "
-                             "DataflowRunner; needs the `beam` extra); default: local processes")
+                             "DataflowRunner; needs the `beam` extra); further Beam options "
+                             "(--project, --region, --temp_location, ...) are passed to it; "
+                             "default: local worker processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +99,11 @@ def list_dataset(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of `mssl-prepare`; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not getattr(args, "runner", None):
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)} (Beam pipeline options are "
+                     "accepted only with --runner)")
     logging.basicConfig(level=logging.INFO, format="mssl-prepare: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from data_tools import manifest as manifest_lib
@@ -124,7 +130,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.runner:
             from data_tools import beam_pipeline
-            manifest = beam_pipeline.convert(listing, args.out_dir, runner=args.runner, **options)
+            manifest = beam_pipeline.convert(listing, args.out_dir, runner=args.runner,
+                                             pipeline_args=beam_args, **options)
         else:
             from data_tools import tfrecord_lib
             manifest = tfrecord_lib.convert(listing, args.out_dir, workers=args.workers,
