@@ -11,31 +11,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from mssl_tf.eval import embed
 from mssl_tf.eval.probe import probe_encoder, run_probe
 from mssl_tf.models import build_sample_cnn
-from tests.eval.helpers import TINY_ENCODER, make_run, noise, write_shards
+from tests.eval.helpers import TINY_ENCODER, BandEnergies, make_run, noise, write_shards
 
 QUICK = {"max_epochs": 3, "batch_size": 16}
-
-
-class BandEnergies(keras.layers.Layer):
-    """A fixed spectral encoder: log energy at the synthetic tags' tone frequencies and the
-    spread of the frame energy (the 4 Hz pulse), scaled to O(1)."""
-
-    def __init__(self, sample_rate=22050, freqs=(110.0, 440.0, 1760.0), frame=512, **kwargs):
-        super().__init__(**kwargs)
-        self.sample_rate, self.freqs, self.frame = sample_rate, freqs, frame
-
-    def call(self, x):
-        re, im = keras.ops.stft(x, self.frame, self.frame // 2, self.frame, window="hann",
-                                center=False)
-        power = re * re + im * im
-        feats = []
-        for f in self.freqs:
-            b = int(round(f * self.frame / self.sample_rate))
-            band = keras.ops.sum(power[..., b - 1:b + 2], axis=-1)
-            feats.append((keras.ops.mean(keras.ops.log(band + 1e-6), axis=1) - 1.5) / 5.0)
-        energy = keras.ops.log(keras.ops.sum(power, axis=-1) + 1e-6)
-        feats.append((keras.ops.std(energy, axis=1) - 0.35) * 3.0)
-        return keras.ops.stack(feats, axis=-1)
 
 
 @pytest.mark.slow
