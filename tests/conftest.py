@@ -44,5 +44,8 @@ def mirrored_strategy():
     """
     global _MIRRORED
     if _MIRRORED is None:
+        # Start this strategy's collective keys clear of any strategy created before it (what
+        # TensorFlow's own test harness does).
+        tf.distribute.MirroredStrategy._collective_key_base += 100000  # noqa: SLF001
         _MIRRORED = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     return _MIRRORED

@@ -1,0 +1,74 @@
+"""Every gin/experiments/*.gin parses, states the thesis' settings, and trains 2 tiny steps."""
+
+import glob
+import os
+
+import gin
+import numpy as np
+import pytest
+
+from mssl_tf import gin_utils
+from mssl_tf.data.synthetic import write_synthetic_dataset
+from mssl_tf.train import experiment
+
+EXPERIMENTS = sorted(os.path.relpath(p, gin_utils.GIN_DIR)
+                     for p in glob.glob(os.path.join(gin_utils.GIN_DIR, "experiments", "*.gin")))
+
+# Shrinks any experiment to a 2-step run on 2,187-sample crops.
+TINY = ["pretrain.crop_len = 2187", "build_sample_cnn.rep_dim = 16",
+        "build_sample_cnn.widths = (8, 8, 8, 8, 8, 8)", "build_projector.spec = '32-32'",
+        "pretrain.global_batch = 4", "pretrain.max_steps = 2", "pretrain.precision = 'float32'",
+        "pretrain.steps_per_execution = 1", "pretrain.verbose = 0",
+        "pretrain.backup_every_steps = 1"]
+
+
+def test_every_thesis_run_has_an_experiment_file():
+    names = {os.path.basename(p) for p in EXPERIMENTS}
+    for run in ("vicreg_fma.gin", "vicreg_gtzan.gin", "vicreg_mtat.gin", "clmr_fma.gin",
+                "clmr_gtzan.gin", "smoke.gin"):
+        assert run in names
+
+
+@pytest.mark.parametrize("name,epochs", [("vicreg_fma", 8000), ("vicreg_gtzan", 8000),
+                                         ("vicreg_mtat", 3000)])
+def test_vicreg_experiments_state_the_thesis_settings(name, epochs):
+    gin_utils.parse([f"experiments/{name}.gin"], [])
+    q = gin.query_parameter
+    assert q("pretrain.epochs") == epochs
+    assert q("pretrain.global_batch") == 768
+    assert q("pretrain.objective") == "vicreg"
+    assert q("build_projector.spec") == "8192-8192-8192"
+    assert q("build_sample_cnn.rep_dim") == 512 and q("pretrain.crop_len") == 59049
+    assert (q("vicreg_loss.sim_weight"), q("vicreg_loss.var_weight"),
+            q("vicreg_loss.cov_weight")) == (25.0, 25.0, 1.0)
+    assert q("pretrain.base_lr") == 0.2 and q("pretrain.lr_schedule") == "warmup_cosine"
+    assert q("pretrain.warmup_epochs") == 10 and q("LARS.weight_decay") == 1e-6
+    assert q("AudioAugment.pitch_p") == 0.6 and q("AudioAugment.polarity_p") == 0.8
+
+
+@pytest.mark.parametrize("name,epochs", [("clmr_fma", 8000), ("clmr_gtzan", 3000)])
+def test_clmr_experiments_state_the_thesis_settings(name, epochs):
+    gin_utils.parse([f"experiments/{name}.gin"], [])
+    q = gin.query_parameter
+    assert q("pretrain.epochs") == epochs and q("pretrain.global_batch") == 256
+    assert q("pretrain.objective") == "ntxent" and q("nt_xent_loss.temperature") == 0.5
+    assert q("pretrain.projector") == "clmr" and q("build_projector.spec") == "512-128"
+    assert q("pretrain.base_lr") == 3e-4 and q("pretrain.lr_schedule") == "constant"
+    assert q("pretrain.scale_lr_with_batch") is False
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("data"))
+    write_synthetic_dataset(out, num_tracks={"train": 8}, seconds=0.3)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXPERIMENTS)
+def test_experiment_trains_two_tiny_steps(path, data_dir, tmp_path):
+    gin_utils.parse([path], [f"pretrain.data_dir = '{data_dir}'", *TINY],
+                    model_dir=str(tmp_path / "run"))
+    result = experiment.pretrain(str(tmp_path / "run"))
+    assert result["step"] == 2
+    assert np.isfinite(result["history"]["loss"]).all()
