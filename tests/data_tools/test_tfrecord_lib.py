@@ -159,3 +159,17 @@ def test_label_vectors_must_have_one_length(tmp_path):
                       est_seconds=[1.0, 1.0])
     with pytest.raises(ValueError, match="different lengths"):
         tfrecord_lib.convert(listing, str(tmp_path), workers=1, progress=False)
+
+
+def test_writes_through_tf_gfile_to_non_local_filesystems(gtzan_listing):
+    # TensorFlow's in-memory ram:// filesystem stands in for gs://: every output file access
+    # (shards, temporary names, renames, manifest, progress records) must go through tf.io.gfile.
+    import tensorflow as tf
+    out = "ram://bucket/gtzan"
+    manifest = tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=3,
+                                    progress=False)
+    names = sorted(tf.io.gfile.listdir(out))
+    assert names == sorted([features.MANIFEST_NAME] + [
+        s["file"] for e in manifest["splits"].values() for s in e["shards"]])
+    assert manifest_lib.verify(out) == []
+    assert sum(e["num_tracks"] for e in manifest["splits"].values()) == 5
