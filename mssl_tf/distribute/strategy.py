@@ -30,6 +30,9 @@ def _tf_strategy(tpu: str | None, devices: list[str] | None):
         logging.info("TPU %s: %d replicas, mesh shape %s, %d tasks", tpu,
                      strategy.num_replicas_in_sync, list(topology.mesh_shape), topology.num_tasks)
         return strategy
+    # A second MirroredStrategy in one process would reuse the first one's collective keys and
+    # abort every collective; start each new one clear of the previous (as TF's tests do).
+    tf.distribute.MirroredStrategy._collective_key_base += 100000  # noqa: SLF001
     if devices:
         strategy = tf.distribute.MirroredStrategy(devices)
     else:

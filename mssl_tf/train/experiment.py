@@ -58,6 +58,13 @@ def _learning_rate(lr_schedule: str, base_lr: float, global_batch: int, steps_pe
                      f"got {lr_schedule!r}")
 
 
+def _sample_rate(data_dir: str) -> int:
+    try:
+        return int(pipeline.read_manifest(data_dir).get("sample_rate", 22050))
+    except FileNotFoundError:
+        return 22050
+
+
 def _scope(strategy):
     if strategy is not None and hasattr(strategy, "scope"):
         return strategy.scope()
@@ -136,7 +143,7 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *, tpu: str | None = 
         encoder = configurables.build_sample_cnn(crop_len=crop_len)
         rep_dim = int(encoder.output_shape[-1])
         proj = configurables.build_projector(kind=projector, input_dim=rep_dim)
-        aug = augmenter() if augmenter is not None else None
+        aug = augmenter(sample_rate=_sample_rate(data_dir)) if augmenter is not None else None
         on_tf = keras.backend.backend() == "tensorflow"
         model = SSLModel(
             encoder, proj, loss_fn, augmenter=aug,

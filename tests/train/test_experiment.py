@@ -102,6 +102,20 @@ def test_global_batch_not_divisible(tmp_path, data_dir, mirrored_strategy):
         experiment.pretrain(str(tmp_path / "run"))
 
 
+@pytest.mark.slow
+def test_two_replica_run_with_augmentation(tmp_path, data_dir):
+    """A real 2-replica MirroredStrategy run through pretrain(), augmentation on, NT-Xent."""
+    run = str(tmp_path / "run")
+    result = _run(run, data_dir, "pretrain.devices = ['/cpu:0', '/cpu:1']",
+                  "pretrain.objective = 'ntxent'", "pretrain.projector = 'clmr'",
+                  "pretrain.augmenter = @AudioAugment",
+                  "pretrain.max_steps = 3")
+    assert result["step"] == 3
+    assert checkpoints.read_run(run)["replicas"] == 2
+    assert np.isfinite(result["history"]["loss"]).all()
+    assert {"positive_cosine", "negative_cosine", "rep_rank"} <= set(result["history"])
+
+
 def test_no_shards(tmp_path):
     gin_utils.parse([SMOKE], [f"pretrain.data_dir = '{tmp_path}'"])
     with pytest.raises(FileNotFoundError, match="No 'train' shards"):
