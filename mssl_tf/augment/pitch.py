@@ -42,12 +42,12 @@ def _wrap(phase):
     return phase - two_pi * ops.floor(phase / two_pi + 0.5)
 
 
-def _running_extreme(values, largest: bool, reverse: bool):
-    """Inclusive running max (or min) along the last axis by log2(n) shifted comparisons."""
+def _running_extreme(values, largest: bool, reverse: bool, reach: int):
+    """Running max (or min) along the last axis over a window of `reach` bins (shifted compares)."""
     n = values.shape[-1]
     fill = -1e9 if largest else 1e9
     shift = 1
-    while shift < n:
+    while shift < min(n, reach):
         pad = ops.ones_like(values[..., :shift]) * fill
         if reverse:
             shifted = ops.concatenate([values[..., shift:], pad], axis=-1)
@@ -58,10 +58,15 @@ def _running_extreme(values, largest: bool, reverse: bool):
     return values
 
 
-def nearest_peak(magnitude):
+#: Bins farther than this from every spectral peak keep their own phase (no locking). Partials of
+#: music are far denser; the limit bounds the cost of the peak search (log2 passes).
+PEAK_REACH = 32
+
+
+def nearest_peak(magnitude, reach: int = PEAK_REACH):
     """Index of the nearest local spectral maximum for every bin, shape like `magnitude` (int32).
 
-    Bins of a frame without any peak (silence) map to themselves.
+    Bins with no peak within `reach` bins (e.g. silence) map to themselves.
     """
     bins = magnitude.shape[-1]
     lower = ops.concatenate([magnitude[..., :1] + 1.0, magnitude[..., :-1]], axis=-1)
@@ -69,10 +74,10 @@ def nearest_peak(magnitude):
     # Strictly above the left neighbour and not below the right one: one peak per plateau.
     is_peak = ops.logical_and(magnitude > lower, magnitude >= upper)
     index = ops.zeros_like(magnitude) + ops.arange(bins, dtype="float32")
-    before = _running_extreme(ops.where(is_peak, index, -1e9), largest=True, reverse=False)
-    after = _running_extreme(ops.where(is_peak, index, 1e9), largest=False, reverse=True)
+    before = _running_extreme(ops.where(is_peak, index, -1e9), True, False, reach)
+    after = _running_extreme(ops.where(is_peak, index, 1e9), False, True, reach)
     peak = ops.where(index - before <= after - index, before, after)
-    peak = ops.where(ops.abs(peak) > bins, index, peak)
+    peak = ops.where(ops.abs(peak - index) >= reach, index, peak)
     return ops.cast(peak, "int32")
 
 

@@ -124,23 +124,26 @@ def reverb(x, reverberance, damping, room_size, sample_rate: int, stereo_depth: 
     sizes = ops.cast(ops.floor(scale * lengths[None] + 0.5), "int32")[..., None]
     q_r = ops.convert_to_tensor(q.real.astype(np.float32))
     q_i = ops.convert_to_tensor(q.imag.astype(np.float32))
-    # (1 - d q): numerator and part of the denominator of every comb.
-    lp_r = 1.0 - d * q_r
-    lp_i = -d * q_i
-    # q**N = rho**N exp(-j w N); the phase index (k * N) mod n_fft is exact in int32.
+    # A = 1 - d q, the comb's one-pole term, shared by all combs of an example.
+    a_r = 1.0 - d * q_r
+    a_i = -d * q_i
+    # H_comb = q^N A / (A - g q^N) = A / t with t = A q^-N - g, and q^-N = rho^-N exp(+j w N).
+    # The phase index (k * N) mod n_fft is exact in int32; summing 1 / t over the combs first
+    # leaves one multiplication by A per example.
     k = ops.arange(bins, dtype="int32")
-    phase = ops.cast(ops.mod(k * sizes, n_fft), "float32") * (2.0 * math.pi / n_fft)
-    mag = ops.exp(ops.cast(sizes, "float32") * math.log(rho))
-    qn_r = mag * ops.cos(phase)
-    qn_i = -mag * ops.sin(phase)
-    # H_comb = q^N (1 - d q) / (1 - d q - g q^N), summed over the eight combs.
-    num_r = qn_r * lp_r - qn_i * lp_i
-    num_i = qn_r * lp_i + qn_i * lp_r
-    den_r = lp_r - loop_gain * qn_r
-    den_i = lp_i - loop_gain * qn_i
-    den2 = den_r * den_r + den_i * den_i
-    hr = ops.sum((num_r * den_r + num_i * den_i) / den2, axis=2)  # (batch, channel, bins)
-    hi = ops.sum((num_i * den_r - num_r * den_i) / den2, axis=2)
+    index = ops.mod(k * sizes, n_fft)
+    table = 2.0 * np.pi * np.arange(n_fft) / n_fft
+    grow = ops.exp(ops.cast(sizes, "float32") * -math.log(rho))  # rho^-N
+    e_r = grow * ops.take(ops.convert_to_tensor(np.cos(table).astype(np.float32)), index)
+    e_i = grow * ops.take(ops.convert_to_tensor(np.sin(table).astype(np.float32)), index)
+    t_r = a_r * e_r - a_i * e_i - loop_gain
+    t_i = a_r * e_i + a_i * e_r
+    t2 = t_r * t_r + t_i * t_i
+    inv_r = ops.sum(t_r / t2, axis=2)  # sum over combs of 1 / t: (batch, channel, bins)
+    inv_i = ops.sum(-t_i / t2, axis=2)
+    a_r, a_i = a_r[:, :, 0], a_i[:, :, 0]
+    hr = a_r * inv_r - a_i * inv_i
+    hi = a_r * inv_i + a_i * inv_r
     wet_gain = WET_SCALE * 10.0 ** (wet_gain_db / 20.0)
     offsets = _channel_offsets(stereo_depth)
     ap = np.stack([_allpass_response(allpass_sizes(sample_rate, o), q) for o in offsets]) * wet_gain
