@@ -1,0 +1,256 @@
+"""`mssl-report`: probe results of many runs as the thesis' tables (Markdown) and figures (PNG).
+
+Reads every results.json under the given run folders (written by `mssl-probe`) and lays them out
+like Table 4.1 (transfer), A.1 (epochs), A.2 (representation size), B.1 (batch size) and B.2
+(projectors), with the thesis' published value in brackets beside ours where the row matches,
+plus Figures 4.1, 4.2 and B.1 (ours as solid markers over the thesis' curves). Probes of a
+`--random_init` encoder give every table its floor row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Iterable
+
+from mssl_tf.eval import published
+
+logger = logging.getLogger(__name__)
+
+METHODS = {"vicreg": "VICReg", "ntxent": "CLMR", "clmr": "CLMR"}
+HEADS = ("linear", "mlp")
+NOTE = ("Linear probe, MLP probe in parentheses; [bracketed] = the thesis' published value; "
+        "- = not run.")
+
+
+def _dataset_label(name: str | None) -> str:
+    name = (name or "?").lower()
+    for prefix, label in (("fma", "FMA"), ("gtzan", "GTZAN"), ("mtat", "MTAT"),
+                          ("magnatagatune", "MTAT"), ("msd", "MSD")):
+        if name.startswith(prefix):
+            return label
+    return name
+
+
+def find_results(paths: Iterable[str]) -> list[str]:
+    """Every results.json under the given run (or probe) folders, sorted."""
+    found = []
+    for path in paths:
+        if os.path.isfile(path) and path.endswith(".json"):
+            found.append(path)
+            continue
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{path!r} is neither a run folder nor a results.json file.")
+        for root, _, files in os.walk(path):
+            if "results.json" in files:
+                found.append(os.path.join(root, "results.json"))
+    return sorted(found)
+
+
+def load_records(paths: Iterable[str]) -> list[dict]:
+    """Flattens every results.json under `paths` into one record per probe."""
+    records = []
+    for path in find_results(paths):
+        with open(path) as f:
+            res = json.load(f)
+        pre = res.get("pretrain", {})
+        m = res.get("metrics", {})
+        ckpt = res.get("checkpoint", {}) or {}
+        records.append({
+            "method": METHODS.get(str(pre.get("objective")).lower(), str(pre.get("objective"))),
+            "pretrain": _dataset_label(pre.get("dataset")), "rep_dim": pre.get("rep_dim"),
+            "batch": pre.get("global_batch"), "projector": pre.get("projector"),
+            "random_init": bool(res.get("random_init")),
+            "epoch": 0 if res.get("random_init") else ckpt.get("epoch"),
+            "head": res.get("head"), "probe": _dataset_label(res.get("dataset")),
+            "roc_auc": m.get("roc_auc"), "pr_auc": m.get("pr_auc"),
+            "accuracy": m.get("accuracy"), "created": res.get("created", ""), "path": path})
+    if not records:
+        logger.warning("No results.json found under %s", list(paths))
+    return records
+
+
+def _pick(records: list[dict], **match) -> dict[str, dict]:
+    """{head: newest record} among records whose fields equal `match`."""
+    out: dict[str, dict] = {}
+    for r in records:
+        if all(r.get(k) == v for k, v in match.items()):
+            if r["head"] not in out or r["created"] >= out[r["head"]]["created"]:
+                out[r["head"]] = r
+    return out
+
+
+def _num(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def _pair(lin, mlp) -> str:
+    if mlp is None:
+        return _num(lin)
+    return f"{_num(lin)} ({_num(mlp)})"
+
+
+def cell(ours: dict[str, dict], metric: str, thesis: tuple | None = None) -> str:
+    """"ours_lin (ours_mlp) [thesis_lin (thesis_mlp)]" for one metric."""
+    lin = ours.get("linear", {}).get(metric)
+    mlp = ours.get("mlp", {}).get(metric)
+    text = _pair(lin, mlp) if (lin is not None or mlp is not None) else "-"
+    if thesis is not None:
+        text += f" [{_pair(*thesis)}]"
+    return text
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _latest_epoch(records: list[dict], **match) -> int | None:
+    epochs = [r["epoch"] for r in records if r["epoch"] is not None and not r["random_init"]
+              and all(r.get(k) == v for k, v in match.items())]
+    return max(epochs) if epochs else None
+
+
+def table_transfer(records: list[dict]) -> str:
+    """Table 4.1: method x pre-training dataset x representation size, probed on MTAT."""
+    rows, seen = [], set()
+    for (method, data, rep), (roc, pr) in published.TABLE_4_1.items():
+        epoch = _latest_epoch(records, method=method, pretrain=data, rep_dim=rep, probe="MTAT")
+        ours = _pick(records, method=method, pretrain=data, rep_dim=rep, probe="MTAT",
+                     epoch=epoch, random_init=False) if epoch is not None else {}
+        seen.add((method, data, rep))
+        rows.append([method, data, str(rep or "-"), str(epoch or "-"), cell(ours, "roc_auc", roc),
+                     cell(ours, "pr_auc", pr)])
+    extra = sorted({(r["method"], r["pretrain"], r["rep_dim"], r["probe"]) for r in records
+                    if not r["random_init"]} - {k + ("MTAT",) for k in seen}, key=str)
+    for method, data, rep, probe in extra:
+        epoch = _latest_epoch(records, method=method, pretrain=data, rep_dim=rep, probe=probe)
+        ours = _pick(records, method=method, pretrain=data, rep_dim=rep, probe=probe,
+                     epoch=epoch, random_init=False)
+        label = method if probe == "MTAT" else f"{method} (probed on {probe})"
+        rows.append([label, data, str(rep), str(epoch or "-"), cell(ours, "roc_auc"),
+                     cell(ours, "pr_auc")])
+    for rep in sorted({r["rep_dim"] for r in records if r["random_init"]}, key=str):
+        ours = _pick(records, random_init=True, rep_dim=rep, probe="MTAT")
+        if ours:
+            rows.append(["random init", "-", str(rep), "0", cell(ours, "roc_auc"),
+                         cell(ours, "pr_auc")])
+    return _table(["Method", "Dataset", "Repr. Size", "Epochs", "ROC-AUC", "PR-AUC"], rows)
+
+
+def _by_method_table(records: list[dict], key: str, thesis: dict, label: str,
+                     methods: tuple[str, ...] = ("CLMR", "VICReg"), **match) -> str:
+    """Rows by `key` (epochs or rep size), ROC/PR column pairs per method (A.1, A.2 layout)."""
+    values = set(thesis) | {r[key] for r in records if not r["random_init"]
+                            and r[key] is not None and all(r.get(k) == v
+                                                           for k, v in match.items())}
+    rows = []
+    for value in sorted(values):
+        row = [str(value)]
+        for method in methods:
+            sel = dict(match, method=method, random_init=False, **{key: value})
+            if key != "epoch":
+                sel["epoch"] = _latest_epoch(records, **{k: v for k, v in sel.items()
+                                                         if k != "epoch"})
+            ours = _pick(records, **sel)
+            ref = thesis.get(value, {}).get(method)
+            row += [cell(ours, "roc_auc", ref and ref[0]), cell(ours, "pr_auc", ref and ref[1])]
+        rows.append(row)
+    floor = [r for r in records if r["random_init"] and all(
+        r.get(k) == v for k, v in match.items() if k != "rep_dim")]
+    if floor:
+        row = ["random init"]
+        for method in methods:
+            ours = _pick(floor, method=method)
+            row += [cell(ours, "roc_auc"), cell(ours, "pr_auc")]
+        rows.append(row)
+    header = [label] + [f"{m} {metric}" for m in methods for metric in ("ROC-AUC", "PR-AUC")]
+    return _table(header, rows)
+
+
+def table_epochs(records: list[dict]) -> str:
+    """Table A.1: checkpoint epoch rows, representation 512, probed on MTAT."""
+    return _by_method_table(records, "epoch", published.TABLE_A_1, "Epochs", rep_dim=512,
+                            probe="MTAT")
+
+
+def table_rep_size(records: list[dict]) -> str:
+    """Table A.2: representation size rows, probed on MTAT."""
+    return _by_method_table(records, "rep_dim", published.TABLE_A_2, "Representation",
+                            methods=("VICReg", "CLMR"), probe="MTAT")
+
+
+def table_batch(records: list[dict]) -> str:
+    """Table B.1: VICReg global batch size rows, representation 512, probed on MTAT."""
+    thesis = {b: {"VICReg": s} for b, s in published.TABLE_B_1.items()}
+    return _by_method_table(records, "batch", thesis, "Batch Size", methods=("VICReg",),
+                            rep_dim=512, probe="MTAT")
+
+
+def table_projectors(records: list[dict]) -> str:
+    """Table B.2: backbone objective rows, projector column pairs, probed on MTAT."""
+    rows = []
+    for method in ("CLMR", "VICReg"):
+        row = [method]
+        for projector in ("clmr", "vicreg"):
+            sel = {"method": method, "projector": projector, "rep_dim": 512, "probe": "MTAT",
+                   "random_init": False}
+            ours = _pick(records, epoch=_latest_epoch(records, **sel), **sel)
+            ref = published.TABLE_B_2.get((method, projector))
+            row += [cell(ours, "roc_auc", ref and ref[0]), cell(ours, "pr_auc", ref and ref[1])]
+        rows.append(row)
+    return _table(["Backbone", "CLMR proj. ROC-AUC", "CLMR proj. PR-AUC",
+                   "VICReg proj. ROC-AUC", "VICReg proj. PR-AUC"], rows)
+
+
+def table_all(records: list[dict]) -> str:
+    """Every probe, one row each (also single-label accuracy)."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r["method"], str(r["pretrain"]), str(r["rep_dim"]),
+                                            str(r["batch"]), r["epoch"] or 0, r["head"])):
+        rows.append([r["method"] if not r["random_init"] else f"{r['method']} (random init)",
+                     str(r["pretrain"]), str(r["rep_dim"]), str(r["batch"]),
+                     str(r["projector"]), str(r["epoch"]), r["head"], r["probe"],
+                     _num(r["roc_auc"]), _num(r["pr_auc"]), _num(r["accuracy"]),
+                     os.path.relpath(r["path"])])
+    return _table(["Method", "Pre-train", "Repr.", "Batch", "Projector", "Epoch", "Head",
+                   "Probe", "ROC-AUC", "PR-AUC", "Accuracy", "results.json"], rows)
+
+
+def markdown(records: list[dict], figures: dict[str, str] | None = None) -> str:
+    """The whole report as Markdown."""
+    parts = ["# Probe report", "", f"{len(records)} probe result(s). {NOTE}", ""]
+    sections = [("Table 4.1: transfer (probed on MTAT)", table_transfer(records)),
+                ("Table A.1: pre-training epochs (representation 512)", table_epochs(records)),
+                ("Table A.2: representation size", table_rep_size(records)),
+                ("Table B.1: VICReg batch size (representation 512)", table_batch(records)),
+                ("Table B.2: projectors (representation 512)", table_projectors(records)),
+                ("All probes", table_all(records))]
+    for title, table in sections:
+        parts += [f"## {title}", "", table, ""]
+    for title, path in (figures or {}).items():
+        parts += [f"## {title}", "", f"![{title}]({os.path.basename(path)})", ""]
+    return "\n".join(parts)
+
+
+def write_report(paths: Iterable[str], out_dir: str) -> dict:
+    """Writes out_dir/report.md, records.json and the PNG figures.
+
+    Returns:
+      {"markdown": path, "figures": {title: path}, "records": number of probes}.
+    """
+    from mssl_tf.eval import figures  # noqa: PLC0415  (matplotlib only when drawing)
+
+    paths = list(paths)
+    records = load_records(paths)
+    os.makedirs(out_dir, exist_ok=True)
+    figs = figures.draw_all(records, out_dir)
+    md_path = os.path.join(out_dir, "report.md")
+    with open(md_path, "w") as f:
+        f.write(markdown(records, figs))
+    with open(os.path.join(out_dir, "records.json"), "w") as f:
+        json.dump(records, f, indent=2)
+    return {"markdown": md_path, "figures": figs, "records": len(records)}
