@@ -1,0 +1,93 @@
+"""SSLModel: outputs, logged terms, collapse monitors, bf16, independent view augmentation."""
+
+import keras
+import numpy as np
+import pytest
+
+from mssl_tf import losses
+from mssl_tf.augment import AudioAugment
+from mssl_tf.models import (SSLModel, build_projector, build_sample_cnn, effective_rank,
+                            mean_std)
+from mssl_tf.models.heads import parse_spec
+
+CROP = 729
+
+
+def _model(objective="vicreg", augmenter=None):
+    enc = build_sample_cnn(16, crop_len=CROP, widths=(8, 8, 8, 8, 8))
+    proj = build_projector("vicreg" if objective == "vicreg" else "clmr", "32-16", 16)
+    return SSLModel(enc, proj, losses.get_loss(objective), augmenter=augmenter)
+
+
+def _views(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: rng.uniform(-0.5, 0.5, (n, CROP)).astype("float32") for k in ("view_a", "view_b")}
+
+
+def test_effective_rank_and_std_measure_collapse():
+    rng = np.random.default_rng(0)
+    iso = rng.standard_normal((512, 8)).astype("float32")
+    line = np.outer(rng.standard_normal(512), rng.standard_normal(8)).astype("float32")
+    assert 7.5 < float(effective_rank(iso)) <= 8.0
+    assert float(effective_rank(line)) < 1.05
+    assert abs(float(mean_std(iso)) - 1 / np.sqrt(8)) < 0.02
+    assert float(mean_std(np.ones((16, 8), "float32"))) < 1e-6
+
+
+@pytest.mark.parametrize("objective,terms", [
+    ("vicreg", {"invariance", "variance", "covariance"}),
+    ("ntxent", {"positive_cosine", "negative_cosine"})])
+def test_fit_logs_total_terms_and_monitors(objective, terms):
+    model = _model(objective)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3))
+    hist = model.fit(_views(), batch_size=4, epochs=1, verbose=0)
+    logged = set(hist.history)
+    assert {"loss", "rep_std", "rep_rank"} | terms == logged
+    # The logged total is the objective itself (the weighted sum of the logged VICReg terms).
+    if objective == "vicreg":
+        out = model(_views(4), training=False)
+        total, t = losses.vicreg_loss(out["z_a"], out["z_b"])
+        np.testing.assert_allclose(float(total), 25 * float(t["invariance"]) +
+                                   25 * float(t["variance"]) + float(t["covariance"]), rtol=1e-5)
+
+
+def test_bfloat16_policy_keeps_outputs_and_loss_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = _model()
+        out = model(_views(4), training=False)
+        assert keras.backend.standardize_dtype(out["h_a"].dtype) == "float32"
+        assert keras.backend.standardize_dtype(out["z_a"].dtype) == "float32"
+        loss = model.compute_loss(y_pred=out)
+        assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+        assert np.isfinite(float(loss))
+        assert model.encoder.layers[2].compute_dtype == "bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_views_are_augmented_independently():
+    aug = AudioAugment(sample_rate=22050, seed=3, polarity_p=0.5, gain_p=1.0, filter_p=0.0,
+                       delay_p=0.0, pitch_p=0.0, reverb_p=0.0, noise_p=0.0)
+    model = _model(augmenter=aug)
+    same = _views(8)
+    same["view_b"] = same["view_a"].copy()
+    out = model(same, training=True)
+    assert not np.allclose(np.asarray(out["h_a"]), np.asarray(out["h_b"]))
+    out = model(same, training=False)  # no augmentation at inference: identical views agree
+    np.testing.assert_allclose(np.asarray(out["h_a"]), np.asarray(out["h_b"]), atol=1e-6)
+
+
+def test_projector_specs():
+    assert parse_spec("8192-8192-8192") == [8192] * 3
+    with pytest.raises(ValueError, match="widths joined by '-'"):
+        parse_spec("512x128")
+    vic = build_projector("vicreg", "64-64-32", 16)
+    dense = [l for l in vic.layers if l.__class__.__name__ == "Dense"]
+    assert [d.units for d in dense] == [64, 64, 32]
+    assert [d.use_bias for d in dense] == [True, True, False]
+    assert sum(l.__class__.__name__ == "BatchNormalization" for l in vic.layers) == 2
+    clmr = build_projector("clmr", "512-128", 512)
+    dense = [l for l in clmr.layers if l.__class__.__name__ == "Dense"]
+    assert [d.units for d in dense] == [512, 128] and not any(d.use_bias for d in dense)
+    assert not any(l.__class__.__name__ == "BatchNormalization" for l in clmr.layers)
