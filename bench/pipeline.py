@@ -63,7 +63,8 @@ def main() -> None:
             warmup = (args.tracks // args.batch + 2) if cached else 3  # fill the cache first
             rate = time_pairs(ds, args.batch, warmup, args.batches)
             key = "cached" if cached else "uncached"
-            results[key] = {"pairs_per_s": round(rate), "pairs_per_s_per_core": round(rate / len(cores))}
+            results[key] = {"pairs_per_s": round(rate),
+                            "pairs_per_s_per_core": round(rate / len(cores))}
             print(f"{key}: {rate:.0f} pairs/s on {len(cores)} core(s) = "
                   f"{rate / len(cores):.0f} pairs/s/core")
     if args.json:

@@ -140,7 +140,8 @@ def main() -> None:
         conv = bench_convert(files["fma_like_44k_stereo"], os.path.join(tmp, "out"), workers)
         results["convert_fma_like"] = {k: round(v, 1) for k, v in conv.items()}
         print(f"convert (fma-like, {workers} workers, writing shards): "
-              f"{conv['tracks_per_s']:.1f} tracks/s, peak worker RSS {conv['peak_worker_rss_mb']:.0f} MB")
+              f"{conv['tracks_per_s']:.1f} tracks/s, "
+              f"peak worker RSS {conv['peak_worker_rss_mb']:.0f} MB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

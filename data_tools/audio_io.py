@@ -163,7 +163,8 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     """
     if source_rate == target_rate:
         return audio
-    return soxr.resample(audio, source_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+    out = soxr.resample(audio, source_rate, target_rate, quality="HQ")
+    return out.astype(np.float32, copy=False)
 
 
 def to_int16(audio: np.ndarray) -> tuple[np.ndarray, int]:
@@ -189,15 +190,22 @@ def process_track(spec: TrackSpec, sample_rate: int, min_samples: int) -> TrackR
     Args:
       spec: the track.
       sample_rate: target rate in Hz.
-      min_samples: tracks shorter than this at `sample_rate` are skipped (they cannot give one crop).
+      min_samples: tracks shorter than this at `sample_rate` are skipped (no crop fits).
 
     Returns:
       A DecodedTrack, or a SkippedTrack naming the reason.
     """
     try:
-        audio, rate = decode(spec.path)
+        return _process(spec, sample_rate, min_samples)
     except AudioDecodeError as error:
         return SkippedTrack(spec, str(error))
+    except Exception as error:  # One odd file must not stop a conversion of thousands.
+        return SkippedTrack(spec, f"unexpected error while converting: "
+                                  f"{type(error).__name__}: {error}")
+
+
+def _process(spec: TrackSpec, sample_rate: int, min_samples: int) -> TrackResult:
+    audio, rate = decode(spec.path)
     if audio.shape[0] == 0:
         return SkippedTrack(spec, "no audio frames in the file")
     channels = int(audio.shape[1])
@@ -209,7 +217,7 @@ def process_track(spec: TrackSpec, sample_rate: int, min_samples: int) -> TrackR
     if not np.all(np.isfinite(mono)):
         return SkippedTrack(spec, "decoded audio contains NaN or Inf")
     pcm, clipped = to_int16(mono)
-    peak = int(np.max(np.abs(pcm.astype(np.int32))))
+    peak = max(-int(pcm.min()), int(pcm.max()))
     return DecodedTrack(spec=spec, pcm=pcm, clipped=clipped, silent=peak <= SILENT_PEAK_LSB,
                         source_rate=rate, source_channels=channels)
 

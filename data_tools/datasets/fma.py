@@ -128,4 +128,5 @@ def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
     return Listing(dataset="fma", tracks=builder.tracks, tag_names=tag_names,
                    multi_label=label == "genres_all", skipped=builder.skipped,
                    est_seconds=[CLIP_SECONDS] * len(builder.tracks),
-                   extra={"subset": subset, "label": label, "split_source": "tracks.csv (set, split)"})
+                   extra={"subset": subset, "label": label,
+                          "split_source": "tracks.csv (set, split)"})

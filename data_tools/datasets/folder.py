@@ -27,7 +27,8 @@ def find_audio(audio_dir: str) -> list[str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if os.path.splitext(name)[1].lower() in audio_io.AUDIO_EXTENSIONS:
-                found.append(os.path.relpath(os.path.join(root, name), audio_dir).replace(os.sep, "/"))
+                relative = os.path.relpath(os.path.join(root, name), audio_dir)
+                found.append(relative.replace(os.sep, "/"))
     return sorted(found)
 
 

@@ -93,7 +93,8 @@ def list_tracks(audio_dir: str, split: str = "filtered",
             for line, relative in entries:
                 add(_existing_variant(audio_dir, relative), split_name,
                     f"{LIST_FILES[split_name]} line {line}")
-        source = os.path.abspath(split_dir) if split_dir else "fault-filtered (Kereliuk et al. 2015)"
+        source = (os.path.abspath(split_dir) if split_dir
+                  else "fault-filtered (Kereliuk et al. 2015)")
     else:
         raise ValueError(f"--split {split!r}: use 'filtered' (default) or 'all'")
     return Listing(dataset="gtzan", tracks=builder.tracks, tag_names=genres, multi_label=False,

@@ -25,7 +25,8 @@ CLIP_SECONDS = 29.1
 # clip_id -> mp3_path of the clips that partition_gt.py drops (empty or corrupt mp3).
 BROKEN_CLIPS = {
     "35644": "6/norine_braun-now_and_zen-08-gently-117-146.mp3",
-    "55753": "8/jacob_heringman-josquin_des_prez_lute_settings-19-gintzler__pater_noster-204-233.mp3",
+    "55753": "8/jacob_heringman-josquin_des_prez_lute_settings-19-gintzler__pater_noster-"
+             "204-233.mp3",
     "57881": "9/american_baroque-dances_and_suites_of_rameau_and_couperin-25-le_petit_rien_xiveme_"
              "ordre_couperin-88-117.mp3",
 }
@@ -66,12 +67,13 @@ def read_annotations(path: str) -> tuple[list[str], list[tuple[str, list[int], s
             if not row:
                 continue
             if len(row) != len(header):
-                raise ValueError(f"--annotations {path} line {line}: {len(row)} columns, header has "
-                                 f"{len(header)}")
+                raise ValueError(f"--annotations {path} line {line}: {len(row)} columns, header "
+                                 f"has {len(header)}")
             try:
                 values = [int(v) for v in row[1:-1]]
             except ValueError:
-                raise ValueError(f"--annotations {path} line {line}: tag values must be 0/1") from None
+                raise ValueError(
+                    f"--annotations {path} line {line}: tag values must be 0/1") from None
             rows.append((row[0], values, row[-1], line))
     return tags, rows
 
@@ -94,7 +96,7 @@ def top_tags(tags: Sequence[str], rows: Sequence[tuple], top_n: int) -> tuple[li
 
 
 def pons2017_split(mp3_path: str) -> Optional[str]:
-    """Split of a clip by its folder digit (0-b train, c valid, d-f test); None if no such folder."""
+    """Split of a clip by its folder digit (0-b train, c valid, d-f test); None if not 0-f."""
     folder = mp3_path.split("/")[0]
     if len(folder) != 1 or folder.lower() not in "0123456789abcdef":
         return None

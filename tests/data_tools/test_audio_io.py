@@ -56,7 +56,8 @@ def test_resample_removes_content_above_new_nyquist():
     # (above the new 11,025 Hz Nyquist) must be filtered, not aliased to 7,050 Hz.
     rate = 44100
     t = np.arange(rate * 2) / rate
-    x = (0.4 * np.sin(2 * np.pi * 3000 * t) + 0.4 * np.sin(2 * np.pi * 15000 * t)).astype(np.float32)
+    x = 0.4 * np.sin(2 * np.pi * 3000 * t) + 0.4 * np.sin(2 * np.pi * 15000 * t)
+    x = x.astype(np.float32)
     y = audio_io.resample(x, rate, SR)
     assert len(y) == 2 * SR
     spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
@@ -104,7 +105,8 @@ def test_clipping_is_counted(tmp_path):
     (fixtures.write_corrupt_wav, "not decodable audio"),
 ])
 def test_bad_files_are_skipped_with_reason(tmp_path, writer, reason):
-    path = writer(str(tmp_path / ("bad.wav" if writer is fixtures.write_corrupt_wav else "bad.mp3")))
+    name = "bad.wav" if writer is fixtures.write_corrupt_wav else "bad.mp3"
+    path = writer(str(tmp_path / name))
     result = audio_io.process_track(spec(path), SR, features.CROP_LEN)
     assert isinstance(result, audio_io.SkippedTrack)
     assert result.reason.startswith(reason)
@@ -138,3 +140,16 @@ def test_duration_seconds(tmp_path):
     path = fixtures.write_audio(str(tmp_path / "a.flac"), 2.5, 48000)
     assert audio_io.duration_seconds(path) == pytest.approx(2.5)
     assert audio_io.duration_seconds(fixtures.write_text(str(tmp_path / "t.wav"))) == 0.0
+
+
+def test_unexpected_errors_become_skips(tmp_path, monkeypatch):
+    path = fixtures.write_audio(str(tmp_path / "a.wav"), 3.0, 44100)
+
+    def broken_resampler(*args, **kwargs):
+        raise MemoryError("resampler out of memory")
+
+    monkeypatch.setattr(audio_io.soxr, "resample", broken_resampler)
+    result = audio_io.process_track(spec(path), SR, features.CROP_LEN)
+    assert isinstance(result, audio_io.SkippedTrack)
+    assert result.reason == ("unexpected error while converting: MemoryError: resampler out of "
+                             "memory")

@@ -1,4 +1,4 @@
-"""manifest.json contents and `verify`: it passes on a good output and names every kind of damage."""
+"""manifest.json contents and `verify`: passes on a good output, names every kind of damage."""
 
 import json
 import os

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_tools import prepare
+from data_tools import audio_io, prepare
 from data_tools import manifest as manifest_lib
 from data_tools import tfrecord_lib
 from data_tools.datasets import folder
@@ -190,30 +190,7 @@ def _wait_for_first_shard(proc, out, timeout=120.0):
     raise AssertionError("no shard finished in time")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_command_resumes_to_identical_output(tmp_path, sig):
-    audio_dir = _many_files(str(tmp_path))
-    out = str(tmp_path / "out")
-    proc = _start(audio_dir, out)
-    _wait_for_first_shard(proc, out)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    if sig == signal.SIGKILL:
-        assert proc.returncode == -signal.SIGKILL
-    else:
-        assert proc.returncode == 130 and "run the same command again" in err
-        assert not [n for n in os.listdir(out) if n.endswith(".incomplete")]
-    done = [n for n in os.listdir(out) if features.SHARD_RE.match(n)]
-    assert 1 <= len(done) < 30 and not os.path.exists(os.path.join(out, "manifest.json"))
-    assert prepare.main(["verify", out]) == 1
-
-    rerun = _start(audio_dir, out)
-    _, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, err
-    assert "resuming" in err
-    assert prepare.main(["verify", out]) == 0
-    reference = str(tmp_path / "reference")
+def _assert_same_shards(out, audio_dir, reference):
     tfrecord_lib.convert(folder.list_tracks(audio_dir), reference, workers=1, tracks_per_shard=1,
                          progress=False)
     names = sorted(n for n in os.listdir(reference) if features.SHARD_RE.match(n))
@@ -221,3 +198,52 @@ def test_interrupted_command_resumes_to_identical_output(tmp_path, sig):
     for name in names:
         assert open(os.path.join(out, name), "rb").read() == \
             open(os.path.join(reference, name), "rb").read()
+
+
+def _cli(audio_dir, out):
+    return ["folder", "--audio_dir", audio_dir, "--out_dir", out, "--tracks_per_shard", "1",
+            "--workers", "1", "--no_progress"]
+
+
+@pytest.mark.slow
+def test_killed_command_resumes_to_identical_output(tmp_path, caplog):
+    audio_dir = _many_files(str(tmp_path))
+    out = str(tmp_path / "out")
+    proc = _start(audio_dir, out)
+    _wait_for_first_shard(proc, out)
+    proc.kill()  # SIGKILL: no clean-up code runs
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = [n for n in os.listdir(out) if features.SHARD_RE.match(n)]
+    assert 1 <= len(done) < 30 and not os.path.exists(os.path.join(out, "manifest.json"))
+    assert prepare.main(["verify", out]) == 1
+
+    with caplog.at_level("INFO"):
+        assert prepare.main(_cli(audio_dir, out)) == 0  # the same command, run again
+    assert "resuming" in caplog.text
+    assert prepare.main(["verify", out]) == 0
+    _assert_same_shards(out, audio_dir, str(tmp_path / "reference"))
+
+
+def test_ctrl_c_keeps_finished_shards_and_resumes(tmp_path, monkeypatch, capsys):
+    audio_dir = _many_files(str(tmp_path), n=6)
+    out = str(tmp_path / "out")
+    real = audio_io.process_track
+    calls = []
+
+    def interrupted_on_fourth_track(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the converting process
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audio_io, "process_track", interrupted_on_fourth_track)
+    assert prepare.main(_cli(audio_dir, out)) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert sorted(n for n in os.listdir(out) if features.SHARD_RE.match(n)) == [
+        f"many-train-0000{i}-of-00006.tfrecord" for i in range(3)]  # no partial 4th shard
+    assert not [n for n in os.listdir(out) if n.endswith(".incomplete")]
+    monkeypatch.setattr(audio_io, "process_track", real)
+    assert prepare.main(_cli(audio_dir, out)) == 0
+    assert prepare.main(["verify", out]) == 0
+    _assert_same_shards(out, audio_dir, str(tmp_path / "reference"))

@@ -105,8 +105,8 @@ def test_resume_after_a_crash_keeps_finished_shards(tmp_path, gtzan_listing):
     open(os.path.join(out, "gtzan-test-00000-of-00001.tfrecord.incomplete"), "wb").close()
 
     resumed = []
-    manifest = tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=1,
-                                    progress=False, on_shard_done=resumed.append)
+    tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=1, progress=False,
+                         on_shard_done=resumed.append)
     assert name not in resumed and len(resumed) == 6  # 7 listed tracks, one shard each
     assert os.stat(os.path.join(out, name)).st_mtime_ns == stamp
     assert manifest_lib.verify(out) == []
