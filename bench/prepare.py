@@ -87,17 +87,11 @@ def bench_ffmpeg(paths: list[str], tmp: str) -> float | None:
 
 
 def _decode_and_report_peak(path: str) -> float:
-    """Runs one track as a conversion worker does; returns this process's peak RSS in MB.
-
-    VmHWM, not ru_maxrss: a spawned child is forked from the (large, TensorFlow-holding) parent
-    before exec, and Linux carries that fork-time RSS into ru_maxrss across the exec.
-    """
+    """Runs one track as a conversion worker does; returns this process's peak RSS in MB."""
     from data_tools import audio_io
     result = audio_io.process_track(audio_io.TrackSpec(path, "x", "train"), 22050, 59049)
     assert isinstance(result, audio_io.DecodedTrack), result
-    with open("/proc/self/status") as f:
-        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-    return kb / 1024
+    return audio_io.peak_rss_mb()
 
 
 def bench_convert(paths: list[str], out: str, workers: int) -> dict:

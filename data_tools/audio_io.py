@@ -235,3 +235,23 @@ def duration_seconds(path: str) -> float:
         return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
     except Exception:  # An unreadable file is reported later, by process_track.
         return 0.0
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask on Linux, else all cores)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def peak_rss_mb(_: object = None) -> float:
+    """Peak resident memory of this process in MB (Linux VmHWM; 0.0 elsewhere).
+
+    VmHWM rather than ru_maxrss: a spawned worker is forked from the large parent before exec,
+    and Linux carries that fork-time size into ru_maxrss. The ignored argument lets a pool map it.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0

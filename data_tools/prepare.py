@@ -25,7 +25,8 @@ from typing import Optional, Sequence
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out_dir", required=True, help="output folder (local or gs://)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    from data_tools.audio_io import available_cores  # TensorFlow-free
+    parser.add_argument("--workers", type=int, default=available_cores(),
                         help="decode processes (default: all %(default)s cores)")
     parser.add_argument("--shard_size_mb", type=float, default=200.0,
                         help="target shard size in MB of audio (default %(default)s)")

@@ -222,7 +222,7 @@ def convert(listing: Listing, out_dir: str, *, workers: Optional[int] = None,
     Raises:
       ValueError: inconsistent labels, or `out_dir` holds another conversion (see message).
     """
-    workers = workers or os.cpu_count() or 1
+    workers = workers or audio_io.available_cores()
     lengths = {len(t.labels) for t in listing.tracks}
     if len(lengths) > 1:
         raise ValueError(f"{listing.dataset}: label vectors of different lengths {sorted(lengths)}")

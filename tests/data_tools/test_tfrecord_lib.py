@@ -173,3 +173,11 @@ def test_writes_through_tf_gfile_to_non_local_filesystems(gtzan_listing):
         s["file"] for e in manifest["splits"].values() for s in e["shards"]])
     assert manifest_lib.verify(out) == []
     assert sum(e["num_tracks"] for e in manifest["splits"].values()) == 5
+
+
+def test_decode_workers_stay_small():
+    # Workers are spawned and import only audio_io (numpy, soundfile, soxr): far below the 300 MB
+    # per-worker budget. Importing TensorFlow there would cost ~700 MB each.
+    from data_tools import audio_io
+    peaks = list(tfrecord_lib._ordered_map(audio_io.peak_rss_mb, range(2), workers=2))
+    assert len(peaks) == 2 and all(0 < p < 150 for p in peaks), peaks
