@@ -165,6 +165,12 @@ def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
     for split, f in feats.items():
         _check_label_width(split, f["labels"], num_labels, data_dir)
     embed.check_bn_unchanged(encoder, bn_before)
+    # single_crop_dataset drops tracks shorter than one crop; count them so nothing is silent.
+    short = {s: max(counts.get(s, 0) - len(feats[s]["track_ids"]), 0) for s in ("train", "valid")}
+    for split, n in short.items():
+        if n:
+            logger.warning("%d %s track(s) in %s are shorter than %d samples and were left out",
+                           n, split, data_dir, crop_len)
 
     head_model, fit_info = train_head.fit_head(
         (feats["train"]["features"], feats["train"]["labels"]),
@@ -186,7 +192,8 @@ def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
                          "valid": len(feats["valid"]["track_ids"]),
                          "test": len(test["track_ids"]),
                          "test_chunks": int(len(test["features"])),
-                         "test_skipped": int(len(test["skipped"]))},
+                         "test_skipped": int(len(test["skipped"])),
+                         "train_skipped": short["train"], "valid_skipped": short["valid"]},
         "skipped_test_tracks": [str(t) for t in test["skipped"]],
         "features_cached": {s: bool(f["cache_hit"]) for s, f in feats.items()},
         "training": {k: fit_info[k] for k in ("epochs", "lr_reductions", "stopped_early",

@@ -57,6 +57,7 @@ def test_probe_cli_writes_results_with_gin_defaults_and_bindings(shards, tmp_pat
     assert f"ROC-AUC {res['metrics']['roc_auc']:.2f}" in printed and "8 test tracks" in printed
 
 
+@pytest.mark.slow
 def test_probe_cli_head_checkpoint_out_and_random_init(shards, tmp_path):
     run_dir = str(tmp_path / "run")
     make_run(run_dir, shards)

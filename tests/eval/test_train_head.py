@@ -43,6 +43,7 @@ def _separable(n, d=6, labels=3, seed=0):
     return x, y
 
 
+@pytest.mark.slow
 def test_fit_head_learns_with_clmr_settings_and_reports_its_schedule():
     train, valid = _separable(96), _separable(32, seed=1)
     head, info = train_head.fit_head(train, valid, kind="linear", batch_size=16, max_epochs=30,
