@@ -170,7 +170,7 @@ class AudioAugment(keras.layers.Layer):
 
         Returns:
           dict with a bool (batch,) mask per active op under its name, plus its parameters:
-          noise_std_ratio, noise_unit (batch, length); gain_db; filter_highpass (bool),
+          noise_std_ratio, noise_key (int32); gain_db; filter_highpass (bool),
           filter_cutoff_hz; delay_ms; pitch_cents; reverb_reverberance, reverb_damping,
           reverb_room_size.
         """
@@ -182,7 +182,8 @@ class AudioAugment(keras.layers.Layer):
         if p["noise"] > 0:
             params["noise"] = self._coin(b, p["noise"])
             params["noise_std_ratio"] = self._uniform(b, self.noise_std_ratio)
-            params["noise_unit"] = keras.random.normal((b, length), dtype="float32",
+            # One key per clip for the counter-based noise (see ops.counter_normal).
+            params["noise_key"] = keras.random.randint((b,), 0, 2 ** 31 - 1, dtype="int32",
                                                        seed=self.seed_generator)
         if p["gain"] > 0:
             params["gain"] = self._coin(b, p["gain"])
@@ -217,8 +218,8 @@ class AudioAugment(keras.layers.Layer):
         if "polarity" in params:
             x = select("polarity", aug_ops.polarity_inversion(x), x)
         if "noise" in params:
-            x = select("noise", aug_ops.add_noise(x, params["noise_std_ratio"],
-                                                  params["noise_unit"]), x)
+            unit = aug_ops.counter_normal(params["noise_key"], x.shape[-1])
+            x = select("noise", aug_ops.add_noise(x, params["noise_std_ratio"], unit), x)
         if "gain" in params:
             x = select("gain", aug_ops.gain(x, params["gain_db"]), x)
         if "filter" in params:

@@ -28,6 +28,20 @@ def test_noise_std_is_relative_to_clip_std():
     np.testing.assert_allclose(measured, ratios, rtol=0.02)
 
 
+def test_counter_normal_is_standard_normal_white_and_keyed():
+    from scipy import stats
+    z = np.asarray(aug_ops.counter_normal(np.array([7, 8, 7], np.int32), 59049))
+    np.testing.assert_allclose(z[0], z[2], atol=1e-6)  # same key, same noise
+    assert abs(np.corrcoef(z[0], z[1])[0, 1]) < 0.02  # different keys, independent noise
+    assert abs(z[:2].mean()) < 0.01 and abs(z[:2].std() - 1) < 0.01
+    assert stats.kstest(z[:2].ravel(), "norm").pvalue > 0.01
+    # White: lag-1 autocorrelation ~ 0 and the spectrum's halves carry equal power.
+    assert abs(np.corrcoef(z[1, :-1], z[1, 1:])[0, 1]) < 0.02
+    power = np.abs(np.fft.rfft(z[1])) ** 2
+    half = len(power) // 2
+    assert abs(power[1:half].mean() / power[half:].mean() - 1) < 0.05
+
+
 def test_gain_scales_in_db_and_clamps():
     x = np.array([[0.1, -0.2, 0.3], [0.9, -0.9, 0.5]], np.float32)
     y = np.asarray(aug_ops.gain(x, np.array([-6.0, 6.0], np.float32)))
