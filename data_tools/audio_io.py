@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import warnings
 from typing import Sequence, Union
 
@@ -255,3 +256,9 @@ def peak_rss_mb(_: object = None) -> float:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
         return 0.0
+
+
+def ignore_sigint() -> None:
+    """Pool initializer: Ctrl-C is handled by the writer process alone, which stops the workers
+    and keeps the finished shards (instead of every worker printing a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

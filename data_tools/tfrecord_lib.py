@@ -167,7 +167,7 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
         yield from map(fn, items)
         return
     ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(workers)
+    pool = ctx.Pool(workers, initializer=audio_io.ignore_sigint)
     try:
         pending: collections.deque = collections.deque()
         for item in items:

@@ -90,6 +90,8 @@ def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
     columns, rows = read_tracks_csv(tracks_csv)
     c_split, c_subset = columns[("set", "split")], columns[("set", "subset")]
     c_top, c_all = columns[("track", "genre_top")], columns[("track", "genres_all")]
+    c_duration = columns.get(("track", "duration"))
+    seconds: dict[int, float] = {}
     where_file = os.path.basename(tracks_csv)
     builder = ListingBuilder(audio_dir)
     selected = []
@@ -111,6 +113,12 @@ def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
             builder.skip(audio_path(track_id), f"bad split or genres_all ({where}): {error}")
             continue
         selected.append((track_id, split, fields[c_top], genres_all, where))
+        seconds[track_id] = CLIP_SECONDS
+        if subset == "full" and c_duration is not None:  # fma_full holds untrimmed tracks
+            try:
+                seconds[track_id] = float(fields[c_duration])
+            except ValueError:
+                pass
 
     if label == "top_genre":
         tag_names = sorted({top for _, _, top, _, _ in selected if top})
@@ -127,6 +135,6 @@ def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
         builder.add(audio_path(track_id), f"{track_id:06d}", split, labels, where)
     return Listing(dataset="fma", tracks=builder.tracks, tag_names=tag_names,
                    multi_label=label == "genres_all", skipped=builder.skipped,
-                   est_seconds=[CLIP_SECONDS] * len(builder.tracks),
+                   est_seconds=[seconds[int(t.track_id)] for t in builder.tracks],
                    extra={"subset": subset, "label": label,
                           "split_source": "tracks.csv (set, split)"})

@@ -53,3 +53,12 @@ def test_bad_options(tmp_path):
         fma.list_tracks(tree.audio_dir, tree.metadata["tracks_csv"], subset="huge")
     with pytest.raises(ValueError, match="--label"):
         fma.list_tracks(tree.audio_dir, tree.metadata["tracks_csv"], label="mood")
+
+
+def test_full_subset_sizes_shards_by_track_duration(tmp_path):
+    tree = fixtures.make_fma_tree(str(tmp_path), broken=False, subset="large")
+    medium = fma.list_tracks(tree.audio_dir, tree.metadata["tracks_csv"], subset="large")
+    full = fma.list_tracks(tree.audio_dir, tree.metadata["tracks_csv"], subset="full")
+    assert medium.est_seconds == [30.0] * len(medium.tracks)  # clips of the trimmed subsets
+    by_id = dict(zip((t.track_id for t in full.tracks), full.est_seconds))
+    assert by_id["000002"] == 30.0 and by_id["000140"] == 312.0
