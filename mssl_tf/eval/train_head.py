@@ -61,8 +61,8 @@ def fit_head(train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.n
         raise ValueError(f"train features are {x_train.shape[1]}-d, valid features "
                          f"{x_valid.shape[1]}-d; both must come from the same encoder")
     if y_train.shape[1] != y_valid.shape[1]:
-        raise ValueError(f"the train split has {y_train.shape[1]} labels per track, the valid split "
-                         f"{y_valid.shape[1]}; both splits must use the same label set")
+        raise ValueError(f"the train split has {y_train.shape[1]} labels per track, the valid "
+                         f"split {y_valid.shape[1]}; both splits must use the same label set")
     keras.utils.set_random_seed(seed)
     head = build_probe_head(kind, input_dim=x_train.shape[1], num_labels=y_train.shape[1],
                             hidden=hidden)

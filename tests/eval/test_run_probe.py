@@ -159,3 +159,25 @@ def test_label_count_differing_between_splits_is_refused(tmp_path):
     make_run(run_dir, data)
     with pytest.raises(ValueError, match="'valid' split .* has 2 labels .* 3"):
         run_probe(run_dir, data, **QUICK)
+
+
+def test_single_label_dataset_reports_accuracy(tmp_path):
+    rng = np.random.default_rng(3)
+    onehot = np.eye(3, dtype=np.float32)
+
+    def items(prefix, n, length):
+        return [(f"{prefix}{i}", noise(rng, length), onehot[i % 3]) for i in range(n)]
+
+    tracks = {"train": items("tr", 9, 2500), "valid": items("va", 3, 2500),
+              "test": items("te", 6, 2187 * 3)}
+    data = write_shards(str(tmp_path / "d"), tracks, num_labels=3, multi_label=False,
+                        tag_names=["blues", "jazz", "rock"], dataset="gtzan")
+    run_dir = str(tmp_path / "run")
+    make_run(run_dir, data)
+    res = run_probe(run_dir, data, **QUICK)
+    assert not res["multi_label"] and res["tag_names"] == ["blues", "jazz", "rock"]
+    pred = np.load(os.path.join(run_dir, "probes", "gtzan-epoch00001", "linear",
+                                "test_predictions.npz"))
+    np.testing.assert_allclose(pred["scores"].sum(axis=1), 1.0, rtol=1e-6)  # mean of softmaxes
+    want = 100 * np.mean(pred["scores"].argmax(1) == pred["labels"].argmax(1))
+    assert res["metrics"]["accuracy"] == pytest.approx(want)
