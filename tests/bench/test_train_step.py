@@ -1,0 +1,142 @@
+"""bench/train_step.py: device-side crops, the PyTorch reference, and the CLI's JSON lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "bench", "train_step.py")
+sys.path.insert(0, ROOT)
+
+from bench import train_step  # noqa: E402
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_JAX = importlib.util.find_spec("jax") is not None
+TINY = ["--widths", "8,8,8,8", "--rep-dim", "16", "--batch", "4", "--steps", "2",
+        "--warmup", "1", "--tracks", "2", "--track-seconds", "0.1"]
+REQUIRED_KEYS = {"impl", "backend", "objective", "batch", "augment", "precision", "pairs_per_s",
+                 "step_ms", "device", "loss_last", "date", "command"}
+
+
+def test_device_crops_cut_two_contiguous_views_of_one_track():
+    import keras
+    device_crops, _ = train_step.keras_parts()
+    num_tracks, track_len, crop_len, batch = 3, 500, 81, 8
+    # Sample j of track t holds 1000 t + j, so a crop reveals its track and offset.
+    tracks = (1000 * np.arange(num_tracks)[:, None] + np.arange(track_len)).astype(np.int16)
+    layer = device_crops(tracks, crop_len, batch, seed=3)
+    seen_offsets = set()
+    for _ in range(2):
+        view_a, view_b = (np.round(keras.ops.convert_to_numpy(v) * 32768.0).astype(int)
+                          for v in layer(np.zeros((batch, 1), "float32")))
+        assert view_a.shape == view_b.shape == (batch, crop_len)
+        for views in (view_a, view_b):
+            assert np.all(np.diff(views, axis=1) == 1)  # contiguous samples of one track
+            offsets = views[:, 0] % 1000
+            assert np.all(offsets + crop_len <= track_len)
+            seen_offsets.update(offsets.tolist())
+        np.testing.assert_array_equal(view_a[:, 0] // 1000, view_b[:, 0] // 1000)  # same track
+    # Offsets are drawn per pair, per view and per call, from the layer's seed generator.
+    assert len(seen_offsets) > 16
+
+
+def test_device_crops_reject_tracks_shorter_than_a_crop():
+    device_crops, _ = train_step.keras_parts()
+    with pytest.raises(ValueError, match="--track-seconds"):
+        device_crops(np.zeros((2, 50), np.int16), 81, 4)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is in the bench extra")
+def test_torch_reference_losses_equal_mssl_tf_losses():
+    import torch
+
+    from mssl_tf.losses import nt_xent_loss, vicreg_loss
+    parts = train_step.torch_parts()
+    rng = np.random.default_rng(0)
+    z_a = rng.standard_normal((12, 24)).astype(np.float32)
+    z_b = (z_a + 0.5 * rng.standard_normal((12, 24))).astype(np.float32)
+    ta, tb = torch.from_numpy(z_a), torch.from_numpy(z_b)
+    ours, _ = vicreg_loss(z_a, z_b)
+    np.testing.assert_allclose(float(parts["vicreg"](ta, tb)), float(ours), rtol=1e-5)
+    ours, _ = nt_xent_loss(z_a, z_b, temperature=0.5)
+    np.testing.assert_allclose(float(parts["nt_xent"](ta, tb)), float(ours), rtol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is in the bench extra")
+def test_torch_reference_has_the_keras_parameter_counts():
+    from mssl_tf.models import build_projector, build_sample_cnn
+    parts = train_step.torch_parts()
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    encoder = parts["sample_cnn"](train_step.CLMR_WIDTHS, 512)
+    assert count(encoder) == 2_368_512  # CLMR's SampleCNN without fc (anchors 1.1)
+    keras_encoder = build_sample_cnn(512)
+    assert count(encoder) == sum(int(np.prod(v.shape)) for v in keras_encoder.trainable_variables)
+    for kind, spec in (("vicreg", "64-64-32"), ("clmr", "512-128")):
+        keras_proj = build_projector(kind, spec, input_dim=512)
+        trainable = sum(int(np.prod(v.shape)) for v in keras_proj.trainable_variables)
+        assert count(parts["projector"](kind, spec, 512)) == trainable
+
+
+def _run_cli(args, env_backend, tmp_path):
+    out = tmp_path / f"{env_backend}.jsonl"
+    env = dict(os.environ, KERAS_BACKEND=env_backend, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, SCRIPT, *TINY, *args, "--json-out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert rows == [json.loads(line) for line in out.read_text().splitlines()]
+    return rows
+
+
+def _check_row(row, impl, backend, objective, augment):
+    assert REQUIRED_KEYS <= set(row), REQUIRED_KEYS - set(row)
+    assert (row["impl"], row["backend"], row["objective"]) == (impl, backend, objective)
+    assert (row["batch"], row["augment"], row["precision"]) == (4, augment, "float32")
+    assert row["crop_len"] == 243 and row["timed_steps"] == 2
+    assert row["pairs_per_s"] > 0 and math.isfinite(row["loss_last"])
+    # pairs/s and ms/step describe the same timing.
+    assert row["pairs_per_s"] * row["step_ms"] / 1000.0 == pytest.approx(4, rel=0.01)
+    assert row["device"].startswith("cpu: ")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is in the bench extra")
+def test_cli_tensorflow_with_augmentation_against_torch_eager(tmp_path):
+    rows = _run_cli(["--backend", "tensorflow", "--projector", "32-32", "--torch", "eager"],
+                    "tensorflow", tmp_path)
+    assert [r["impl"] for r in rows] == ["torch_eager", "mssl_tf"]
+    torch_row, tf_row = rows
+    _check_row(torch_row, "torch_eager", "torch", "vicreg", False)
+    _check_row(tf_row, "mssl_tf", "tensorflow", "vicreg", True)
+    assert tf_row["ratio_vs_torch_eager"] == pytest.approx(
+        tf_row["pairs_per_s"] / torch_row["pairs_per_s"], rel=1e-2)
+    assert tf_row["versions"]["tensorflow"].startswith("2.")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="JAX is in the jax extra")
+def test_cli_jax_without_augmentation_ntxent_lars(tmp_path):
+    # The parent process may run under any backend: the worker gets KERAS_BACKEND=jax itself.
+    rows = _run_cli(["--backend", "jax", "--objective", "ntxent", "--no-augment",
+                     "--optimizer", "lars"], "tensorflow", tmp_path)
+    assert len(rows) == 1
+    _check_row(rows[0], "mssl_tf", "jax", "ntxent", False)
+    assert rows[0]["projector"] == "512-128" and rows[0]["optimizer"] == "lars"
+    assert "ratio_vs_torch_eager" not in rows[0]
+    assert "jax" in rows[0]["versions"]
+
+
+def test_cli_rejects_unknown_backend(tmp_path):
+    with pytest.raises(SystemExit, match="--backend 'torch'"):
+        train_step.build_jobs(train_step.parse_args(["--backend", "torch"]))
