@@ -145,7 +145,8 @@ def main() -> None:
 
     from mssl_tf.augment import OPS
     common = {"cores": len(os.sched_getaffinity(0)), "length": LENGTH,
-              "backend": keras.backend.backend(), "xla": bool(args.xla)}
+              "backend": keras.backend.backend(),
+              "xla": bool(args.xla) or keras.backend.backend() == "jax"}
     lines = []
 
     def emit(record):
