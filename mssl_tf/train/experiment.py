@@ -163,6 +163,7 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *, tpu: str | None = 
     run_path = os.path.join(model_dir, checkpoints.RUN_JSON)
     run = checkpoints.read_json(run_path) if tf.io.gfile.exists(run_path) else {}
     run.update({"encoder": _encoder_spec(encoder, crop_len), "objective": objective,
+                "projector": {"kind": projector, "output_dim": int(proj.output_shape[-1])},
                 "data_dir": data_dir, "global_batch": global_batch, "epochs": epochs,
                 "steps_per_epoch": spe, "replicas": replicas, "precision": policy,
                 "backend": keras.backend.backend(), "mssl_tf_version": mssl_tf.__version__})
@@ -179,9 +180,11 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *, tpu: str | None = 
         guard,
         cb.EncoderSnapshots(model_dir, milestones),
         cb.OperativeConfigWriter(model_dir),
+        # Before the loggers, so what they add to the epoch logs (e.g. ProbeMonitor's scores)
+        # reaches history.csv and TensorBoard.
+        *extra_callbacks,
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=50),
-        *extra_callbacks,
     ]
     history = {}
     while step < total_steps and guard.nan_step is None:
