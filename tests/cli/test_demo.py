@@ -1,0 +1,61 @@
+"""`mssl-demo --quick` end to end: corpus, prepare, two pre-trainings, three probes, export, report."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mssl_tf.cli import demo as cli
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    out = str(tmp_path / "demo")
+    assert cli.main(["--out", out, "--quick", "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "REDUCED SampleCNN" in printed and "Done in" in printed
+
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    assert [r["encoder"] for r in results["rows"]] == ["random init", "VICReg", "CLMR"]
+    with open(os.path.join(out, "results.md")) as f:
+        table = f.read()
+    for row in results["rows"]:
+        for key in ("roc_auc", "pr_auc", "clip_roc_auc", "clip_pr_auc"):
+            value = row["metrics"][key]
+            assert np.isfinite(value) and 0.0 <= value <= 100.0
+        # The printed table shows exactly the numbers of results.json.
+        cells = f"| {row['metrics']['roc_auc']:.2f} | {row['metrics']['pr_auc']:.2f} |"
+        assert cells in table and cells in printed
+    assert results["dataset"]["splits"] == {"train": 16, "valid": 8, "test": 8}
+    assert sorted(results["dataset"]["tag_names"]) == sorted(
+        ["keys", "plucked", "bowed", "wind", "slow", "fast", "major", "minor", "drums", "bass"])
+
+    # Everything a user looks at is in the output folder.
+    for path in ("audio/labels.csv", "shards/manifest.json", "runs/vicreg/run.json",
+                 "runs/clmr/run.json", "runs/vicreg/snapshots/encoder_latest.weights.h5",
+                 "runs/clmr/history.csv", "export/saved_model/saved_model.pb",
+                 "export/encoder.keras", "export/export.json"):
+        assert os.path.getsize(os.path.join(out, path)) > 0, path
+    for name in ("probe_metrics.png", "pretrain_loss.png", "per_tag_roc_auc.png"):
+        with open(os.path.join(out, "figures", name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(out, "runs", "clmr", "run.json")) as f:
+        run = json.load(f)
+    assert run["objective"] == "ntxent" and run["encoder"]["crop_len"] == 19683
+    assert run["encoder"]["rep_dim"] == 64
+    for row in results["rows"]:
+        assert os.path.exists(os.path.join(row["probe_dir"], "results.json"))
+    example = results["export"]["example_probabilities"]
+    assert set(example) == set(results["dataset"]["tag_names"])
+    assert all(0.0 <= p <= 1.0 for p in example.values())
+
+    # A second run into the same folder is refused rather than mixing two demos.
+    assert cli.main(["--out", out, "--quick"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_demo_rejects_bad_epochs(capsys):
+    assert cli.main(["--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
