@@ -42,7 +42,10 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
                               "pass --overwrite to replace it, or choose another --out.")
     for name in present:  # only what the demo itself writes
         path = os.path.join(out_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
 
 
 def _prepare(audio_dir: str, labels_csv: str, shards_dir: str, progress: bool) -> dict:

@@ -2,7 +2,8 @@
 
 Layout written by `export_run` / `mssl-export --out OUT`:
   OUT/saved_model/     the SavedModel; signatures (all visible to TF Serving):
-                         embed        waveform float32 [batch, crop_len] -> embedding [batch, rep_dim]
+                         embed        waveform float32 [batch, crop_len]
+                                      -> embedding [batch, rep_dim]
                          embed_track  waveform float32 [samples]        -> embedding [rep_dim],
                                       num_chunks int32 []
                          tag          waveform float32 [samples]        -> probabilities [tags],
@@ -68,11 +69,13 @@ def load_probe(probe_dir: str, rep_dim: int) -> tuple[keras.Model, dict]:
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(
                 f"--probe {probe_dir!r} is not a probe folder (no {os.path.basename(path)}); "
-                "pass the folder `mssl-probe` wrote, e.g. RUN/probes/<dataset>-<checkpoint>/linear.")
+                "pass the folder `mssl-probe` wrote, e.g. "
+                "RUN/probes/<dataset>-<checkpoint>/linear.")
     results = checkpoints.read_json(results_path)
     tag_names = [str(t) for t in results.get("tag_names") or []]
     if not tag_names:
-        raise ValueError(f"{results_path} lists no tag names; re-run `mssl-probe` with this version.")
+        raise ValueError(f"{results_path} lists no tag names; re-run `mssl-probe` with this "
+                         "version.")
     probe_rep_dim = (results.get("pretrain") or {}).get("rep_dim")
     if probe_rep_dim is not None and int(probe_rep_dim) != rep_dim:
         raise ValueError(
@@ -309,11 +312,12 @@ class ExportedModel:
                              f"{self.info['sample_rate']} Hz first.")
         if ndim == 2 and x.shape[1] != self.crop_len:
             raise ValueError(f"embed expects clips of exactly {self.crop_len} samples, got "
-                             f"{x.shape[1]}; cut clips of that length, or call embed_track with the "
-                             "whole track.")
+                             f"{x.shape[1]}; cut clips of that length, or call embed_track "
+                             "with the whole track.")
         if ndim == 1 and x.shape[0] < self.crop_len:
-            raise ValueError(f"{name} needs at least {self.crop_len} samples "
-                             f"({self.crop_len / self.info['sample_rate']:.2f} s), got {x.shape[0]}.")
+            seconds = self.crop_len / self.info["sample_rate"]
+            raise ValueError(f"{name} needs at least {self.crop_len} samples ({seconds:.2f} s), "
+                             f"got {x.shape[0]}.")
         return tf.convert_to_tensor(x)
 
     def embed(self, clips) -> np.ndarray:

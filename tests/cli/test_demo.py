@@ -1,4 +1,4 @@
-"""`mssl-demo --quick` end to end: corpus, prepare, two pre-trainings, three probes, export, report."""
+"""`mssl-demo --quick` end to end: corpus, prepare, two pre-trainings, three probes, export."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""`mssl-export` end to end: a run + its probe -> SavedModel folder; bad input exits with status 2."""
+"""`mssl-export` end to end: a run + its probe -> SavedModel folder; bad input exits with 2."""
 
 import json
 import os

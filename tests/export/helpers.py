@@ -15,7 +15,8 @@ def make_run(run_dir, data_dir, *, spec=TINY, epochs=(1, 2), seed=0):
     for e in epochs:  # different weights per milestone, so a checkpoint mix-up shows
         keras.utils.set_random_seed(seed + e)
         encoder = build_sample_cnn(spec["rep_dim"], spec["crop_len"], widths=tuple(spec["widths"]))
-        encoder.save_weights(os.path.join(run_dir, "snapshots", f"encoder_epoch_{e:05d}.weights.h5"))
+        encoder.save_weights(os.path.join(run_dir, "snapshots",
+                                          f"encoder_epoch_{e:05d}.weights.h5"))
     encoder.save_weights(os.path.join(run_dir, "snapshots", "encoder_latest.weights.h5"))
     with open(os.path.join(run_dir, "run.json"), "w") as f:
         json.dump({"encoder": dict(spec), "objective": "vicreg", "data_dir": data_dir,
