@@ -99,10 +99,13 @@ def track_dataset(data_dir: str, split: str, *, shuffle_files: bool = False,
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if shuffle_files:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    # Parallel reads may return records out of order (faster) unless a seed asks for a
+    # reproducible stream, or the files are read in order (evaluation).
+    deterministic = seed is not None or not shuffle_files
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
-                       num_parallel_calls=AUTOTUNE, deterministic=not shuffle_files)
+                       num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.map(lambda s: features.parse_example(s, decode_float=decode_float),
-                num_parallel_calls=AUTOTUNE, deterministic=not shuffle_files)
+                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if min_samples:
         ds = ds.filter(lambda t: t["num_samples"] >= min_samples)
     return ds
