@@ -17,12 +17,17 @@ from typing import Any
 import keras
 from keras import ops
 
+from mssl_tf.augment import draws
 from mssl_tf.augment import ops as aug_ops
 from mssl_tf.augment.filters import half_size
 from mssl_tf.augment.pitch import MAX_N_FFT
 
 #: Order of the chain (CLMR main.py) and the name of each op's probability argument.
 OPS = ("polarity", "noise", "gain", "filter", "delay", "pitch", "reverb")
+#: One uniform per clip for each of these choices (columns of `draws.uniforms`).
+_DRAWS = ("polarity", "noise", "noise_std_ratio", "gain", "gain_db", "filter", "filter_highpass",
+          "highpass_hz", "lowpass_hz", "delay", "delay_ms", "pitch", "pitch_cents", "reverb",
+          "reverb_reverberance", "reverb_damping", "reverb_room_size")
 
 
 def _pair(name: str, value, integer: bool = False) -> tuple:
@@ -144,29 +149,13 @@ class AudioAugment(keras.layers.Layer):
 
     # Random draws ---------------------------------------------------------------------------
 
-    def _uniform(self, batch, bounds):
-        low, high = bounds
-        if low == high:
-            return ops.full((batch,), low, dtype="float32")
-        return keras.random.uniform((batch,), minval=low, maxval=high, dtype="float32",
-                                    seed=self.seed_generator)
+    def sample_parameters(self, x) -> dict:
+        """Draws every random choice of the chain for the (batch, length) clips `x`.
 
-    def _randint(self, batch, low: int, high: int):
-        """Whole numbers uniform in [low, high] inclusive (float32)."""
-        if low == high:
-            return ops.full((batch,), float(low), dtype="float32")
-        draw = keras.random.randint((batch,), low, high + 1, dtype="int32", seed=self.seed_generator)
-        return ops.cast(draw, "float32")
-
-    def _coin(self, batch, p: float):
-        if p >= 1.0:
-            return ops.ones((batch,), dtype="bool")
-        return keras.random.uniform((batch,), dtype="float32", seed=self.seed_generator) < p
-
-    def sample_parameters(self, batch_size, length: int) -> dict:
-        """Draws every random choice of the chain for `batch_size` clips of `length` samples.
-
-        Ops whose probability is 0 are left out entirely (nothing drawn, nothing computed).
+        All draws of one call come from one SeedGenerator state, mixed per clip with its position
+        and first samples (see mssl_tf.augment.draws: this keeps replicas of a TensorFlow
+        distribution strategy from drawing identical parameters). Ops whose probability is 0 are
+        left out of the result, and the chain skips them.
 
         Returns:
           dict with a bool (batch,) mask per active op under its name, plus its parameters:
@@ -174,38 +163,53 @@ class AudioAugment(keras.layers.Layer):
           filter_cutoff_hz; delay_ms; pitch_cents; reverb_reverberance, reverb_damping,
           reverb_room_size.
         """
-        b = batch_size
         p = self.probabilities
+        if not any(v > 0 for v in p.values()):
+            return {}
+        keys = draws.clip_keys(self.seed_generator.next(), x)
+        u = draws.uniforms(keys, len(_DRAWS))
+        column = {name: u[:, i] for i, name in enumerate(_DRAWS)}
+
+        def coin(name, probability):
+            return column[name] < probability
+
+        def uniform(name, bounds):
+            low, high = bounds
+            return low + (high - low) * column[name]
+
+        def whole(name, low, high):
+            """Whole numbers uniform in [low, high] inclusive, as float32."""
+            return ops.minimum(float(low) + ops.floor(column[name] * (high - low + 1)), float(high))
+
         params = {}
         if p["polarity"] > 0:
-            params["polarity"] = self._coin(b, p["polarity"])
+            params["polarity"] = coin("polarity", p["polarity"])
         if p["noise"] > 0:
-            params["noise"] = self._coin(b, p["noise"])
-            params["noise_std_ratio"] = self._uniform(b, self.noise_std_ratio)
-            # One key per clip for the counter-based noise (see ops.counter_normal).
-            params["noise_key"] = keras.random.randint((b,), 0, 2 ** 31 - 1, dtype="int32",
-                                                       seed=self.seed_generator)
+            params["noise"] = coin("noise", p["noise"])
+            params["noise_std_ratio"] = uniform("noise_std_ratio", self.noise_std_ratio)
+            params["noise_key"] = draws.key_bits(keys, salt=0x6E6F6973)
         if p["gain"] > 0:
-            params["gain"] = self._coin(b, p["gain"])
-            params["gain_db"] = self._uniform(b, self.gain_db)
+            params["gain"] = coin("gain", p["gain"])
+            params["gain_db"] = uniform("gain_db", self.gain_db)
         if p["filter"] > 0:
-            params["filter"] = self._coin(b, p["filter"])
+            params["filter"] = coin("filter", p["filter"])
             # random.randint(0, 1) == 0 picks the high-pass in torchaudio-augmentations.
-            params["filter_highpass"] = self._coin(b, 0.5)
+            params["filter_highpass"] = coin("filter_highpass", 0.5)
             params["filter_cutoff_hz"] = ops.where(params["filter_highpass"],
-                                                   self._uniform(b, self.highpass_hz),
-                                                   self._uniform(b, self.lowpass_hz))
+                                                   uniform("highpass_hz", self.highpass_hz),
+                                                   uniform("lowpass_hz", self.lowpass_hz))
         if p["delay"] > 0:
-            params["delay"] = self._coin(b, p["delay"])
+            params["delay"] = coin("delay", p["delay"])
             choices = (self.delay_ms[1] - self.delay_ms[0]) // self.delay_step_ms
-            params["delay_ms"] = self.delay_ms[0] + self.delay_step_ms * self._randint(b, 0, choices)
+            params["delay_ms"] = (self.delay_ms[0]
+                                  + self.delay_step_ms * whole("delay_ms", 0, choices))
         if p["pitch"] > 0:
-            params["pitch"] = self._coin(b, p["pitch"])
-            params["pitch_cents"] = self._randint(b, *self.pitch_cents)
+            params["pitch"] = coin("pitch", p["pitch"])
+            params["pitch_cents"] = whole("pitch_cents", *self.pitch_cents)
         if p["reverb"] > 0:
-            params["reverb"] = self._coin(b, p["reverb"])
+            params["reverb"] = coin("reverb", p["reverb"])
             for name in ("reverb_reverberance", "reverb_damping", "reverb_room_size"):
-                params[name] = self._randint(b, *getattr(self, name))
+                params[name] = whole(name, *getattr(self, name))
         return params
 
     # The chain ------------------------------------------------------------------------------
@@ -250,7 +254,7 @@ class AudioAugment(keras.layers.Layer):
             raise ValueError(f"AudioAugment expects (batch, length) clips with a static length, "
                              f"got shape {inputs.shape}; squeeze a channel axis before the layer")
         x = ops.cast(inputs, "float32")
-        params = self.sample_parameters(ops.shape(x)[0], x.shape[-1])
+        params = self.sample_parameters(x)
         return ops.cast(self.apply_parameters(x, params), inputs.dtype)
 
     def compute_output_shape(self, input_shape):

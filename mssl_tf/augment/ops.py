@@ -13,6 +13,7 @@ import math
 import numpy as np
 from keras import ops
 
+from mssl_tf.augment.draws import lowbias32
 from mssl_tf.augment.filters import high_low_pass
 from mssl_tf.augment.pitch import pitch_shift
 from mssl_tf.augment.reverb import reverb
@@ -50,23 +51,14 @@ def add_noise(x, std_ratio, unit_noise):
     return x + unit_noise * (_column(std_ratio) * clip_std(x))
 
 
-def _lowbias32(h):
-    """Chris Wellons' lowbias32 integer hash (uint32 in, uint32 out, wrapping arithmetic)."""
-    h = ops.bitwise_xor(h, ops.right_shift(h, np.uint32(16)))
-    h = ops.multiply(h, np.uint32(0x7FEB352D))
-    h = ops.bitwise_xor(h, ops.right_shift(h, np.uint32(15)))
-    h = ops.multiply(h, np.uint32(0x846CA68B))
-    return ops.bitwise_xor(h, ops.right_shift(h, np.uint32(16)))
-
-
 def counter_normal(keys, length: int):
     """Standard normal noise (batch, length) from one random int32 key per example.
 
     A counter-based generator (hashed sample index, mixed with the key, hashed again; Box-Muller)
-    instead of `keras.random.normal`: XLA on CPU generates large random tensors about 40x slower
+    instead of `keras.random.normal`: XLA on CPU generates large random tensors about 25x slower
     than this (about 3 s for 64 clips of 59,049 samples), and the noise must be drawn for every clip
     because the op is selected per clip by mask. The per-example key comes from the layer's
-    SeedGenerator, so draws stay reproducible and advance with its state.
+    draws (mssl_tf.augment.draws), so noise stays reproducible and advances with its state.
 
     Args:
       keys: (batch,) int32 keys.
@@ -74,7 +66,7 @@ def counter_normal(keys, length: int):
     """
     counter = ops.cast(ops.arange(2 * length, dtype="int32"), "uint32")[None, :]
     keys = ops.cast(ops.reshape(keys, (-1, 1)), "uint32")
-    bits = _lowbias32(ops.bitwise_xor(_lowbias32(counter), _lowbias32(keys)))
+    bits = lowbias32(ops.bitwise_xor(lowbias32(counter), lowbias32(keys)))
     # 24 random bits -> uniform in (0, 1), never exactly 0 (log) or 1.
     uniform = (ops.cast(ops.right_shift(bits, np.uint32(8)), "float32") + 0.5) * (1.0 / (1 << 24))
     u1, u2 = uniform[:, :length], uniform[:, length:]
