@@ -25,7 +25,8 @@
 #
 # Environment: MSSL_BENCH_TINY=1 shrinks everything (small SampleCNN, batches 4/8, 2 steps) to
 # check this script's logic on a CPU; TORCH_MODES overrides the torch modes of steps 1-2
-# ("eager,compile"); PYTHON picks the interpreter (default python3).
+# ("eager,compile"); AUGMENT overrides --augment-both (e.g. --no-augment); BUDGET_S the budget;
+# PYTHON picks the interpreter (default python3).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,7 @@ WHEELS="${1:-${MSSL_WHEELS:-$ROOT/bench/wheels}}"
 OUT_DIR="${OUT:-$ROOT/bench/results}"
 BUDGET_S="${BUDGET_S:-330}"
 TORCH_MODES="${TORCH_MODES:-eager,compile}"
+AUGMENT="${AUGMENT:---augment-both}"
 mkdir -p "$OUT_DIR"
 RESULTS="$OUT_DIR/train_step_gpu.jsonl"
 : > "$RESULTS"
@@ -84,7 +86,7 @@ step() {  # step OBJECTIVE BATCH TORCH_MODES [extra args...]
   fi
   # A configuration that fails (e.g. out of memory) is recorded with its error; go on.
   "$PY" "$ROOT/bench/train_step.py" --backend jax --objective "$objective" --batch "$batch" \
-    --precision mixed_bfloat16 --augment-both ${torch:+--torch "$torch"} "${SIZE[@]}" \
+    --precision mixed_bfloat16 "$AUGMENT" ${torch:+--torch "$torch"} "${SIZE[@]}" \
     "${proj[@]}" --budget-s "$left" --job-timeout-s "$(( left + 60 ))" \
     --json-out "$RESULTS" "$@" || true
 }
