@@ -60,7 +60,8 @@ def clip_keys(seed_state, x):
 
 def uniforms(keys, count: int):
     """(batch, count) float32 uniforms in [0, 1) from the per-clip keys (24 random bits each)."""
-    counter = lowbias32(ops.cast(ops.arange(count, dtype="int32"), "uint32") + np.uint32(0x632BE5AB))
+    counter = ops.cast(ops.arange(count, dtype="int32"), "uint32")
+    counter = lowbias32(counter + np.uint32(0x632BE5AB))
     bits = lowbias32(ops.bitwise_xor(ops.reshape(keys, (-1, 1)), counter[None, :]))
     return ops.cast(ops.right_shift(bits, np.uint32(8)), "float32") * (1.0 / (1 << 24))
 

@@ -4,9 +4,9 @@ torchaudio-augmentations' `RandomApply([op], p)` chain from CLMR's main.py, in t
 polarity inversion, noise, gain, high/low-pass, delay, pitch shift, reverb. Each view of each clip
 gets its own draws. Inside the graph there is no per-clip Python branching: every op whose
 probability is non-zero is computed for the whole batch and selected per clip with a mask, so the
-layer has static shapes and compiles with XLA (TPU, GPU, `jax.jit`). Random draws come from a
-`keras.random.SeedGenerator` owned by the layer, whose state Keras threads through compiled train
-steps on both backends.
+layer has static shapes and compiles with XLA (TPU, GPU, `jax.jit`). Random draws come from the
+state of a `keras.random.SeedGenerator` owned by the layer (which Keras threads through compiled
+train steps on both backends), mixed per clip with its position and first samples (draws.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Pure per-example audio transforms: (batch, length) float32 in, same shape out, parameters per row.
+"""Pure per-example audio transforms: (batch, length) float32 in, same shape out, one row per clip.
 
 Every function is deterministic given its parameters (random draws live in `AudioAugment`), uses
-keras.ops only (TensorFlow and JAX backends, XLA-compilable) and keeps static shapes. Semantics follow
-torchaudio-augmentations 0.2.4 as used by CLMR (the reference's per-clip `(channels, time)` becomes a
-row of the batch). The longer transforms live in their own modules and are re-exported here.
+keras.ops only (TensorFlow and JAX backends, XLA-compilable) and keeps static shapes. Semantics
+follow torchaudio-augmentations 0.2.4 as used by CLMR (the reference's per-clip `(channels, time)`
+becomes a row of the batch). The longer transforms live in their own modules, re-exported here.
 """
 
 from __future__ import annotations
@@ -103,5 +103,6 @@ def delay(x, offset, volume_factor: float = 0.5):
     return (x + volume_factor * delayed) / 2.0
 
 
-__all__ = ["polarity_inversion", "clip_std", "counter_normal", "add_noise", "gain", "delay_offset", "delay",
+__all__ = ["polarity_inversion", "clip_std", "counter_normal", "add_noise", "gain", "delay_offset",
+           "delay",
            "high_low_pass", "pitch_shift", "reverb"]

@@ -3,22 +3,22 @@
 CLMR shifts pitch with sox `pitch <cents>` + `rate` (WSOLA then resampling), which runs on the CPU
 one clip at a time. Here all clips of a batch are shifted at once with static shapes:
 
-1. STFT (Hann, `n_fft` <= 1024, hop n_fft / 4). A plain phase vocoder with a longer window smears
-   onsets by tens of milliseconds; 1024 points at 22.05 kHz plus phase locking keeps them within a
-   few milliseconds.
-2. Time stretch by r = 2**(cents / 1200): output frame k reads the analysis at fractional frame
-   k / r (magnitudes interpolated linearly, phases advanced by the measured instantaneous frequency,
-   as librosa's `phase_vocoder`), computed for all frames at once by a cumulative sum.
-3. Identity phase locking (Laroche & Dolson 1999): every bin keeps its analysis phase offset from
+1. Time stretch by r = 2**(cents / 1200) with a phase vocoder (Hann, `n_fft` <= 1024, synthesis
+   hop n_fft / 4): output frame k is the analysis frame starting at round(k * hop / r), so each
+   example has its own analysis hop hop / r. Phases advance by each bin's instantaneous frequency,
+   measured between consecutive analysis frames, for all frames at once by a cumulative sum. A
+   plain vocoder with a longer window smears onsets by tens of milliseconds; 1024 points at
+   22.05 kHz plus phase locking keep them within a few milliseconds.
+2. Identity phase locking (Laroche & Dolson 1999): every bin keeps its analysis phase offset from
    the nearest spectral peak, so partials stay coherent across bins and transients stay sharp.
-4. Bins above the new Nyquist (sample_rate / 2 / r) are zeroed (anti-aliasing for upward shifts),
+3. Bins above the new Nyquist (sample_rate / 2 / r) are zeroed (anti-aliasing for upward shifts),
    then inverse STFT by overlap-add with exact window-sum normalisation.
-5. Resampling the stretched signal at positions n * r (cubic interpolation) restores the length and
+4. Resampling the stretched signal at positions n * r (cubic interpolation) restores the length and
    multiplies every frequency by r.
 
 Every example carries the same number of output frames (enough for the largest configured ratio);
-examples with smaller ratios simply read fewer of them. Non-finite results fall back to the input, as
-torchaudio-augmentations does.
+examples with smaller ratios simply read fewer of them. Non-finite results fall back to the input,
+as torchaudio-augmentations does.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def pitch_shift(x, cents, max_abs_cents: float, sample_rate: int = 22050, n_fft:
       phase_locking: identity phase locking around spectral peaks (on by default).
 
     Returns:
-      (batch, length) float32 shifted clips; a clip whose result is not finite is returned unchanged.
+      (batch, length) float32 shifted clips; a clip whose result is not finite comes back
+      unchanged.
     """
     if n_fft > MAX_N_FFT or n_fft < 16 or n_fft % 4:
         raise ValueError(f"pitch shift n_fft={n_fft} at {sample_rate} Hz: use a multiple of 4 "

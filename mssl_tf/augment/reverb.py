@@ -1,9 +1,10 @@
 """sox's `reverb` effect (freeverb network) per example, evaluated exactly in the frequency domain.
 
-CLMR's Reverb runs `sox reverb <reverberance> <hf-damping> <room-scale>` through WavAugment on a mono
-clip: sox builds two freeverb networks (the second with comb/all-pass lengths spread by +-12 samples
-for stereo depth 100 %), writes `dry + wet` per channel clipped to [-1, 1], and `channels 1` averages
-the two channels back to mono. The output keeps the input length (sox adds no tail).
+CLMR's Reverb runs `sox reverb <reverberance> <hf-damping> <room-scale>` through WavAugment on a
+mono clip: sox builds two freeverb networks (the second with comb/all-pass lengths spread by +-12
+samples for stereo depth 100 %), writes `dry + wet` per channel clipped to [-1, 1], and
+`channels 1` averages the two channels back to mono. The output keeps the input length (sox adds
+no tail).
 
 Each network is linear and time invariant: eight parallel feedback combs with a one-pole low-pass
 in the loop, then four series all-passes, scaled by 0.015. So instead of synthesising an impulse
@@ -71,7 +72,7 @@ def comb_lengths(sample_rate: int, stereo_depth: float) -> np.ndarray:
 
 
 def allpass_sizes(sample_rate: int, offset: float) -> list[int]:
-    """All-pass lengths of one sox channel (the sign of the spread keeps alternating after the combs)."""
+    """All-pass lengths of one sox channel (the spread's sign keeps alternating after the combs)."""
     r = sample_rate / 44100.0
     sign0 = 1 if len(COMB_LENGTHS) % 2 == 0 else -1
     return [int(r * (length + STEREO_ADJUST * offset * sign0 * (1 if i % 2 == 0 else -1)) + 0.5)
@@ -97,7 +98,7 @@ def reverb(x, reverberance, damping, room_size, sample_rate: int, stereo_depth: 
       damping: (batch,) HF damping in percent.
       room_size: (batch,) room scale in percent.
       sample_rate: sampling rate in Hz (sox scales its 44.1 kHz delay lengths by it).
-      stereo_depth: sox stereo depth in percent; 100 (default) builds two channels and averages them.
+      stereo_depth: sox stereo depth in percent; 100 (default) builds two channels, averaged.
       wet_gain_db: sox wet gain in dB.
 
     Returns:

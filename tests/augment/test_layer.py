@@ -1,4 +1,4 @@
-"""AudioAugment: draws, rates, determinism, config, gin, compiled and fitted use, measured effects."""
+"""AudioAugment: draws, rates, determinism, config, gin, compiled and fitted use, measured audio."""
 
 import os
 import pathlib
@@ -238,7 +238,8 @@ def _factory(augmenter=None):
 def test_gin_files_parse_and_configure_the_layer(name):
     from mssl_tf import gin_utils  # the project's parse order and search path
     try:
-        gin_utils.parse([f"augment/{name}.gin"], ["augment_test_factory.augmenter = @AudioAugment()"])
+        gin_utils.parse([f"augment/{name}.gin"],
+                        ["augment_test_factory.augmenter = @AudioAugment()"])
         layer = _factory()
     finally:
         gin.clear_config()
@@ -265,7 +266,8 @@ _JAX_SCRIPT = textwrap.dedent("""
 
     # Inside a bare jax.jit the RNG state must be threaded: stateless_call returns the new state.
     # (Two cheap ops suffice for the state handling; the full chain runs in fit below.)
-    layer = AudioAugment(seed=1, **{f"{op}_p": 0.0 for op in ("filter", "delay", "pitch", "reverb")})
+    heavy = ("filter", "delay", "pitch", "reverb")
+    layer = AudioAugment(seed=1, **{f"{op}_p": 0.0 for op in heavy})
     layer.build(x.shape)
     @jax.jit
     def step(state, x):

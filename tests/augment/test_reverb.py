@@ -1,4 +1,4 @@
-"""sox reverb in the frequency domain: against a sample-by-sample transcription of sox's reverb.c."""
+"""sox reverb in the frequency domain, against a sample-by-sample transcription of sox reverb.c."""
 
 import math
 
