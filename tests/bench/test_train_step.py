@@ -112,13 +112,15 @@ def _check_row(row, impl, backend, objective, augment):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is in the bench extra")
-def test_cli_tensorflow_with_augmentation_against_torch_eager(tmp_path):
-    rows = _run_cli(["--backend", "tensorflow", "--projector", "32-32", "--torch", "eager"],
-                    "tensorflow", tmp_path)
+def test_cli_tensorflow_against_torch_eager(tmp_path):
+    # Without augmentation: tracing AudioAugment costs a minute on 2 cores, and the layer's own
+    # tests already fit it on both backends.
+    rows = _run_cli(["--backend", "tensorflow", "--projector", "32-32", "--torch", "eager",
+                     "--no-augment"], "tensorflow", tmp_path)
     assert [r["impl"] for r in rows] == ["torch_eager", "mssl_tf"]
     torch_row, tf_row = rows
     _check_row(torch_row, "torch_eager", "torch", "vicreg", False)
-    _check_row(tf_row, "mssl_tf", "tensorflow", "vicreg", True)
+    _check_row(tf_row, "mssl_tf", "tensorflow", "vicreg", False)
     assert tf_row["ratio_vs_torch_eager"] == pytest.approx(
         tf_row["pairs_per_s"] / torch_row["pairs_per_s"], rel=1e-2)
     assert tf_row["versions"]["tensorflow"].startswith("2.")
