@@ -16,7 +16,17 @@ import gin
 import tensorflow as tf
 
 CONFIG_NAME = "config.gin"
-GIN_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, "gin"))
+import sys  # noqa: E402
+
+
+def _gin_dir() -> str:
+    """The repository's gin/ (editable install, clone) or its installed copy under share/."""
+    repo = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir, "gin"))
+    installed = os.path.join(sys.prefix, "share", "mssl_tf", "gin")
+    return repo if os.path.isdir(repo) or not os.path.isdir(installed) else installed
+
+
+GIN_DIR = _gin_dir()
 
 
 def search_paths(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
