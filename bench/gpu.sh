@@ -9,7 +9,9 @@
 #   1. batch 256, VICReg (projector 8192-8192-8192): JAX with and without AudioAugment,
 #      torch eager and torch.compile (no augmentation; the reference of the issue's targets);
 #   2. batch 256, NT-Xent (projector 512-128): the same;
-#   3. batch 768, VICReg and NT-Xent: JAX with and without augmentation, torch eager (memory).
+#   3. batch 768, VICReg and NT-Xent: JAX with and without augmentation, torch eager (memory);
+#   4. if time is left, batch 256 VICReg without the collapse monitors, and with 10 steps per
+#      compiled execution.
 # and stops starting new configurations after BUDGET_S seconds (default 330), so the whole run
 # stays under 6 minutes. Every configuration appends one JSON line to $OUT/train_step_gpu.jsonl
 # (OUT defaults to bench/results); a summary table is printed at the end.
@@ -96,6 +98,10 @@ step vicreg "$SMALL" "$TORCH_MODES"
 step ntxent "$SMALL" "$TORCH_MODES"
 step vicreg "$LARGE" eager
 step ntxent "$LARGE" eager
+# If time is left: what the per-step collapse monitors (an eigh of the 512 x 512 Gram matrix)
+# and one dispatch per step cost, on the step of the issue's target.
+step vicreg "$SMALL" "" --no-monitors
+step vicreg "$SMALL" "" --steps-per-execution 10
 
 "$PY" - "$RESULTS" <<'EOF'
 import json, sys
