@@ -142,3 +142,42 @@ def test_cli_jax_without_augmentation_ntxent_lars(tmp_path):
 def test_cli_rejects_unknown_backend(tmp_path):
     with pytest.raises(SystemExit, match="--backend 'torch'"):
         train_step.build_jobs(train_step.parse_args(["--backend", "torch"]))
+
+
+RUN_WITHOUT_TF = """
+import importlib.util, runpy, sys
+sys.path = [p for p in sys.path if "site-packages" not in p] + [{site!r}]
+assert importlib.util.find_spec("tensorflow") is None
+sys.argv = [{script!r}] + sys.argv[1:]
+runpy.run_path({script!r}, run_name="__main__")
+assert "tensorflow" not in sys.modules, "the JAX worker imported tensorflow"
+print("NO_TENSORFLOW_OK")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="JAX is in the jax extra")
+def test_jax_worker_runs_where_tensorflow_is_not_installed(tmp_path):
+    # The GPU machine has JAX and no TensorFlow: hide TensorFlow by running the worker on a copy
+    # of site-packages (symlinks) without it.
+    import keras
+    site_packages = os.path.dirname(os.path.dirname(keras.__file__))
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in os.listdir(site_packages):
+        if not name.startswith(("tensorflow", "tf_keras", "torch")):
+            os.symlink(os.path.join(site_packages, name), site / name)
+    runner = tmp_path / "run.py"
+    runner.write_text(RUN_WITHOUT_TF.format(site=str(site), script=SCRIPT))
+    args = train_step.parse_args([*TINY, "--backend", "jax", "--no-augment",
+                                  "--projector", "32-32"])
+    job = train_step.build_jobs(args)[0]
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH="")
+    proc = subprocess.run([sys.executable, str(runner), "--worker", json.dumps(job)],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "NO_TENSORFLOW_OK" in proc.stdout
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH_RESULT "))
+    result = json.loads(line[len("BENCH_RESULT "):])
+    assert result["backend"] == "jax" and result["pairs_per_s"] > 0
+    assert math.isfinite(result["loss_last"])
