@@ -485,6 +485,8 @@ def build_jobs(args) -> list[dict]:
     for b in backends:
         if b not in KERAS_BACKENDS:
             raise SystemExit(f"--backend {b!r}: choose from {', '.join(KERAS_BACKENDS)} or none")
+    if args.breakdown and "jax" in backends:
+        raise SystemExit("--breakdown times the TensorFlow and torch steps; drop jax from --backend")
     torch_modes = common.comma_list(args.torch) if args.torch else []
     for m in torch_modes:
         if m not in TORCH_MODES:
@@ -552,8 +554,6 @@ def worker_main(spec: str) -> None:
     if cfg["kind"] == "torch":
         result = run_torch(cfg)
     elif cfg.get("breakdown"):
-        if cfg["backend"] != "tensorflow":
-            raise SystemExit("--breakdown times the TensorFlow step; use --backend tensorflow")
         result = breakdown_tensorflow(cfg)
     else:
         result = run_keras(cfg)
@@ -598,7 +598,7 @@ def parse_args(argv=None):
     parser.add_argument("--json-out", default=None, help="append the JSON lines to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1 or args.batch is None:
+    if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be >= 1")
     return args
 

@@ -139,9 +139,41 @@ def test_cli_jax_without_augmentation_ntxent_lars(tmp_path):
     assert "jax" in rows[0]["versions"]
 
 
-def test_cli_rejects_unknown_backend(tmp_path):
+def test_cli_rejects_unknown_backend_and_breakdown_on_jax():
     with pytest.raises(SystemExit, match="--backend 'torch'"):
         train_step.build_jobs(train_step.parse_args(["--backend", "torch"]))
+    with pytest.raises(SystemExit, match="drop jax"):
+        train_step.build_jobs(train_step.parse_args(["--backend", "jax", "--breakdown"]))
+
+
+def test_jobs_put_the_torch_reference_first_in_each_round():
+    args = train_step.parse_args(["--backend", "tensorflow,jax", "--augment-both", "--torch",
+                                  "--batch", "4,8", "--repeats", "2"])
+    jobs = train_step.build_jobs(args)
+    assert len(jobs) == 2 * 2 * (2 + 2 * 2)
+    first = jobs[:6]
+    assert [(j["kind"], j.get("torch_mode"), j.get("backend"), j["augment"]) for j in first] == [
+        ("torch", "eager", None, False), ("torch", "compile", None, False),
+        ("keras", None, "tensorflow", True), ("keras", None, "tensorflow", False),
+        ("keras", None, "jax", True), ("keras", None, "jax", False)]
+    assert {j["batch"] for j in first} == {4} and {j["round"] for j in first} == {0}
+    assert jobs[0]["crop_len"] == 59049 and jobs[0]["projector"] == "8192-8192-8192"
+
+
+def test_ratios_compare_rows_of_the_same_round_and_configuration():
+    from bench import common
+    base = {"objective": "vicreg", "batch": 4, "precision": "float32", "rep_dim": 16,
+            "projector": "32-32", "optimizer": "sgd", "crop_len": 243}
+    done = [dict(base, round=0, impl="torch_eager", backend="torch", pairs_per_s=10.0),
+            dict(base, round=1, impl="torch_eager", backend="torch", pairs_per_s=40.0),
+            dict(base, round=1, impl="torch_compile", backend="torch", pairs_per_s=80.0)]
+    row = dict(base, round=1, impl="mssl_tf", backend="tensorflow", pairs_per_s=20.0)
+    common.add_ratios(row, done, train_step.MATCH_KEYS)
+    assert row["ratio_vs_torch_eager"] == 0.5 and row["ratio_vs_torch_compile"] == 0.25
+    other = dict(row, batch=8)
+    other.pop("ratio_vs_torch_eager"), other.pop("ratio_vs_torch_compile")
+    common.add_ratios(other, done, train_step.MATCH_KEYS)
+    assert "ratio_vs_torch_eager" not in other
 
 
 RUN_WITHOUT_TF = """
