@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 
 import gin
@@ -95,25 +94,6 @@ def _load_encoder(model_dir: str, checkpoint: str | int, random_init: bool, seed
         tag = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(info["path"]).split(".")[0])
     return encoder, {"epoch": epoch, "path": info["path"], "tag": tag,
                      "fingerprint": embed.file_fingerprint(info["path"])}
-
-
-def read_run(model_dir: str) -> dict:
-    """RUN/run.json of a pre-training run; FileNotFoundError names the folder otherwise."""
-    path = os.path.join(model_dir, "run.json")
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{model_dir!r} is not a pre-training run (no run.json); pass the --model_dir of an "
-            "`mssl-pretrain` run.")
-    with tf.io.gfile.GFile(path, "r") as f:
-        return json.load(f)
-
-
-def _save_head(head: keras.Model, path: str) -> None:
-    """Head weights through a local temporary file (Keras cannot write gs:// directly)."""
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        local = os.path.join(tmp_dir, "head.weights.h5")
-        head.save_weights(local)
-        tf.io.gfile.copy(local, path, overwrite=True)
 
 
 def _strict_json(obj):
@@ -230,7 +210,7 @@ def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
     np.savez(buf, track_ids=test["track_ids"], labels=test["labels"], scores=y_score)
     with tf.io.gfile.GFile(os.path.join(out_dir, "test_predictions.npz"), "wb") as f:
         f.write(buf.getvalue())
-    _save_head(head_model, os.path.join(out_dir, "head.weights.h5"))
+    checkpoints.save_weights_atomic(head_model, os.path.join(out_dir, "head.weights.h5"))
     with tf.io.gfile.GFile(os.path.join(out_dir, "operative_config.gin"), "w") as f:
         f.write(gin.operative_config_str())
     logger.info("Probe %s on %s: ROC-AUC %.2f, PR-AUC %.2f -> %s", head, manifest["dataset"],
@@ -278,7 +258,7 @@ def run_probe(model_dir: str, data_dir: str, *, head: str = "linear",
     """
     if head not in ("linear", "mlp"):
         raise ValueError(f"run_probe.head must be 'linear' or 'mlp', got {head!r}")
-    run = read_run(model_dir)
+    run = checkpoints.read_run(model_dir)
     manifest = pipeline.read_manifest(data_dir)
     _probe_labels(manifest, data_dir)  # refuse unlabelled shards before loading anything
     encoder, ckpt = _load_encoder(model_dir, checkpoint, random_init, seed)
