@@ -56,6 +56,44 @@ def test_crop_start_covers_whole_range():
     assert starts == set(range(7))  # 0 .. len - crop inclusive
 
 
+def test_crop_of_pcm_bytes_equals_crop_of_decoded_track():
+    # The pre-training reader cuts crops out of the record's bytes before decoding them.
+    audio = np.random.default_rng(0).integers(-32768, 32767, 5000, dtype=np.int16)
+    pcm = tf.constant(audio.astype("<i2").tobytes())
+    for i in range(20):
+        seed = tf.constant([i, 5], tf.int64)
+        from_bytes = crops.random_crop_pcm_bytes(pcm, 300, seed)
+        assert from_bytes.dtype == tf.int16 and from_bytes.shape == (300,)
+        np.testing.assert_array_equal(from_bytes, crops.random_crop(tf.constant(audio), 300, seed))
+    pair_bytes = crops.two_view_crops(pcm, 300, tf.constant([1, 2], tf.int64))
+    pair_array = crops.two_view_crops(tf.constant(audio), 300, tf.constant([1, 2], tf.int64))
+    for x, y in zip(pair_bytes, pair_array):
+        np.testing.assert_array_equal(x, y)
+    # The last possible start is drawn too: both ends of the track are reachable.
+    short = tf.constant(np.arange(10, dtype="<i2").tobytes())
+    starts = {int(crops.random_crop_pcm_bytes(short, 4, tf.constant([i, 0], tf.int64))[0])
+              for i in range(200)}
+    assert starts == set(range(7))
+
+
+def test_cached_stream_equals_uncached_stream(shards):
+    def first_batches(cache):
+        ds = pipeline.two_view_dataset(shards, 4, crop_len=CROP, seed=11, shuffle_buffer=4,
+                                       cache=cache)
+        return [b["view_b"].numpy() for b in ds.take(3)]  # the first epoch of 12 tracks
+    for x, y in zip(first_batches(False), first_batches(True)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_two_view_reader_skips_tracks_shorter_than_a_crop(tmp_path):
+    write_synthetic_dataset(str(tmp_path), num_tracks={"train": 6}, seconds=0.5,
+                            sample_rate=8000)  # 4,000 samples per track
+    ds = pipeline.two_view_dataset(str(tmp_path), 2, crop_len=3 ** 7, seed=0, repeat=False)
+    assert sum(1 for _ in ds) == 3
+    ds = pipeline.two_view_dataset(str(tmp_path), 2, crop_len=3 ** 8, seed=0, repeat=False)
+    assert sum(1 for _ in ds) == 0  # 6,561 > 4,000: nothing can be cropped
+
+
 @pytest.mark.parametrize("length,expected", [(641_655, 10), (59_049, 0), (59_050, 1),
                                              (118_098, 1), (118_099, 2), (100, 0)])
 def test_num_chunks_drops_last(length, expected):
