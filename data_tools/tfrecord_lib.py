@@ -12,6 +12,7 @@ after a crash knows which shards are finished and converts only the rest.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
 import hashlib
@@ -156,30 +157,76 @@ def write_shard(path: str, records: Iterable[bytes]) -> dict:
     return info
 
 
-def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+def _spawn_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    # "spawn" (not fork): the parent holds TensorFlow, which must not be forked; the children
+    # import only audio_io.
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=audio_io.ignore_sigint)
+
+
+def _ordered_map(fn: Callable, items: Iterable, workers: int,
+                 on_crash: Optional[Callable[[object, str], object]] = None) -> Iterator:
     """fn over items in order, on `workers` spawned processes, with a bounded number in flight.
 
-    "spawn" (not fork): the parent holds TensorFlow, which must not be forked; the children import
-    only audio_io. At most 4 tasks per worker are in flight, so one slow file cannot make the
-    results of all the others pile up in memory.
+    At most 4 tasks per worker are in flight, so one slow file cannot make the results of all
+    the others pile up in memory. A worker that dies (a decoder library crashing on a corrupt
+    file, the OOM killer) breaks the pool; the items then in flight are rerun one at a time in a
+    fresh worker to find the one that kills it, which `on_crash(item, why)` turns into a result
+    (without `on_crash` the error propagates), and the pool is started again for the rest.
     """
     if workers <= 1:
         yield from map(fn, items)
         return
-    ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(workers, initializer=audio_io.ignore_sigint)
+    items = iter(items)
+    pending: collections.deque = collections.deque()
+    executor = _spawn_executor(workers)
     try:
-        pending: collections.deque = collections.deque()
-        for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
-            if len(pending) >= 4 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-        pool.close()
+        while True:
+            for item in items:
+                pending.append((item, executor.submit(fn, item)))
+                if len(pending) >= 4 * workers:
+                    break
+            if not pending:
+                return
+            item, future = pending[0]
+            try:
+                result = future.result()
+            except concurrent.futures.process.BrokenProcessPool:
+                if on_crash is None:
+                    raise
+                executor.shutdown(wait=True)
+                suspects = [it for it, _ in pending]
+                pending.clear()
+                yield from _isolate_crashes(fn, suspects, on_crash)
+                executor = _spawn_executor(workers)
+                continue
+            pending.popleft()
+            yield result
     finally:
-        pool.terminate()
-        pool.join()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _isolate_crashes(fn: Callable, items: Sequence, on_crash: Callable[[object, str], object]
+                     ) -> Iterator:
+    """Runs `items` in order on one worker; each item that kills it becomes `on_crash(...)`."""
+    executor = _spawn_executor(1)
+    try:
+        for item in items:
+            try:
+                yield executor.submit(fn, item).result()
+            except concurrent.futures.process.BrokenProcessPool as error:
+                log.warning("a decode worker died on %s; skipping it", item)
+                yield on_crash(item, f"{type(error).__name__}: {error}")
+                executor.shutdown(wait=True)
+                executor = _spawn_executor(1)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _decoder_crashed(spec: TrackSpec, why: str) -> SkippedTrack:
+    return SkippedTrack(spec, "the decoding process died on this file (a crash in the audio "
+                              f"decoder or out of memory): {why}")
 
 
 def _shard_records(plan: ShardPlan, results: Iterator, record: dict, bar) -> Iterator[bytes]:
@@ -245,7 +292,7 @@ def convert(listing: Listing, out_dir: str, *, workers: Optional[int] = None,
     fn = functools.partial(audio_io.process_track, sample_rate=features.SAMPLE_RATE,
                            min_samples=features.CROP_LEN)
     results = _ordered_map(fn, (t for p in todo for t in p.tracks), min(workers, max(
-        1, sum(len(p.tracks) for p in todo))))
+        1, sum(len(p.tracks) for p in todo))), on_crash=_decoder_crashed)
     with tqdm.tqdm(total=sum(len(p.tracks) for p in todo), unit="track", desc=listing.dataset,
                    disable=not progress, dynamic_ncols=True) as bar:
         for plan in todo:

@@ -181,3 +181,28 @@ def test_decode_workers_stay_small():
     from data_tools import audio_io
     peaks = list(tfrecord_lib._ordered_map(audio_io.peak_rss_mb, range(2), workers=2))
     assert len(peaks) == 2 and all(0 < p < 150 for p in peaks), peaks
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_costs_only_its_file():
+    # A decoder crash (segfault, OOM kill) ends the worker process. The conversion must neither
+    # hang nor stop: the file that killed it is reported as skipped and the others are converted,
+    # in order. Every file after a crash lands on restarted workers.
+    from data_tools.audio_io import SkippedTrack
+    from tests.data_tools import crashing
+    names = [f"t{i}" for i in range(11)]
+    names[3] = "crash-a"
+    names[9] = "crash-b"
+    results = list(tfrecord_lib._ordered_map(crashing.decode_or_die, names, workers=2,
+                                             on_crash=lambda n, why: ("skipped", n, why)))
+    assert [r if isinstance(r, str) else r[1] for r in results] == [
+        n if n.startswith("crash") else n.upper() for n in names]
+    crashed = [r for r in results if not isinstance(r, str)]
+    assert [r[1] for r in crashed] == ["crash-a", "crash-b"]
+    assert all("BrokenProcessPool" in r[2] for r in crashed)
+    # In the conversion the crash becomes a manifest entry naming the file and the cause.
+    skip = tfrecord_lib._decoder_crashed(_specs(1)[0], crashed[0][2])
+    assert isinstance(skip, SkippedTrack) and "died on this file" in skip.reason
+    # Without a handler the error is not swallowed.
+    with pytest.raises(Exception, match="terminated abruptly"):
+        list(tfrecord_lib._ordered_map(crashing.decode_or_die, ["a", "crash"], workers=2))
