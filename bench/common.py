@@ -186,3 +186,17 @@ def time_parts(parts: dict, warmup: int, reps: int, sync=lambda out: None) -> di
         times.sort()
         medians[name] = round(1000.0 * times[len(times) // 2], 1)
     return medians
+
+
+# Learning rates only keep the benchmarked steps finite; speed does not depend on them.
+LEARNING_RATES = {"sgd": 1e-3, "adam": 3e-4, "lars": 0.2}
+
+
+def make_tracks(num_tracks: int, track_len: int, seed: int):
+    """Synthetic int16 tracks (num_tracks, track_len): band-limited noise at music-like levels."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((num_tracks, track_len), dtype=np.float32)
+    x[:, 1:] += 0.9 * x[:, :-1]  # some low-pass colour, so the clips are not white noise
+    x *= 0.1 / x.std(axis=1, keepdims=True)
+    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import weakref
 from typing import Callable
 
 import keras
@@ -54,16 +55,30 @@ def check_bn_unchanged(model: keras.Model, before: dict[str, np.ndarray]) -> Non
                            "it ran in training mode, so its features are not CLMR's.")
 
 
+# One traced inference function per encoder, shared by every `make_embed_fn` call: the probe
+# embeds several splits and the probe monitor embeds again every few epochs, and a new
+# tf.function each time would retrace the whole encoder each time (and make TF warn about it).
+_TRACED: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _traced_inference(encoder: keras.Model):
+    fn = _TRACED.get(encoder)
+    if fn is None:
+        ref = weakref.ref(encoder)  # the cache must not keep the encoder alive
+        fn = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+        _TRACED[encoder] = fn
+    return fn
+
+
 def make_embed_fn(encoder: keras.Model, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
     """A function embedding up to `batch_size` crops with BN in inference mode.
 
-    Inputs are zero-padded to a fixed batch so the traced graph is reused for every call.
+    Inputs are zero-padded to a fixed batch so the traced graph is reused for every call, and
+    every embed function of one encoder shares one traced graph.
     """
     freeze(encoder)
-
-    @tf.function(reduce_retracing=True)
-    def _embed(x):
-        return encoder(x, training=False)
+    _embed = _traced_inference(encoder)
 
     def embed(x: np.ndarray) -> np.ndarray:
         n = x.shape[0]

@@ -1,13 +1,17 @@
-"""PNG figures in the style of the thesis' Figures 4.1, 4.2 and B.1 (matplotlib, Agg backend).
+"""PNG figures in the style of the thesis' Figures 4.1, 4.2, B.1 and B.3 (matplotlib, Agg backend).
 
-Each figure has a ROC-AUC and a PR-AUC panel; linear probes are solid lines, MLP probes dashed
-(as in the thesis). The thesis' published curves are drawn faintly with hollow markers, our
-results with filled markers on top, and a random-init probe as a dotted floor line.
+Figures 4.1, 4.2 and B.1 have a ROC-AUC and a PR-AUC panel; linear probes are solid lines, MLP
+probes dashed (as in the thesis). The thesis' published curves are drawn faintly with hollow
+markers, our results with filled markers on top, and a random-init probe as a dotted floor line.
+Figure B.3 is a batch size x representation size heatmap of VICReg's MTAT PR-AUC, one panel per
+probe head (the thesis publishes it as an image only, so there is no reference layer).
 """
 
 from __future__ import annotations
 
 import os
+
+import math
 
 import matplotlib
 
@@ -95,8 +99,68 @@ def _figure(records: list[dict], key: str, thesis: dict, methods: tuple[str, ...
     return path
 
 
+def batch_rep_grid(records: list[dict], head: str, method: str = "VICReg", probe: str = "MTAT"
+                   ) -> tuple[list[int], list[int], list[list[float]], list[list[float]]]:
+    """PR-AUC of every (batch size, representation size) pair, as in Figure B.3.
+
+    Several probes of one pair (several epochs): the latest epoch counts. Columns (representation
+    sizes) are normalized by their best batch size, as the thesis normalizes "column-wise, by the
+    representation layer": 1.0 marks the best batch size of each representation size.
+
+    Returns:
+      (batches, reps, pr_auc, normalized): sorted axes and row-per-batch matrices, NaN where a
+      pair has no probe.
+    """
+    cells: dict[tuple[int, int], dict] = {}
+    for r in records:
+        if (r["random_init"] or r["method"] != method or r.get("probe") != probe
+                or r["head"] != head or r.get("pr_auc") is None
+                or r.get("batch") is None or r.get("rep_dim") is None):
+            continue
+        key = (r["batch"], r["rep_dim"])
+        if key not in cells or (r["epoch"] or 0, r["created"]) >= (cells[key]["epoch"] or 0,
+                                                                   cells[key]["created"]):
+            cells[key] = r
+    batches = sorted({b for b, _ in cells})
+    reps = sorted({d for _, d in cells})
+    raw = [[cells[(b, d)]["pr_auc"] if (b, d) in cells else math.nan for d in reps]
+           for b in batches]
+    best = [max((row[j] for row in raw if not math.isnan(row[j])), default=math.nan)
+            for j in range(len(reps))]
+    norm = [[v / best[j] if best[j] else math.nan for j, v in enumerate(row)] for row in raw]
+    return batches, reps, raw, norm
+
+
+def _heatmap(records: list[dict], path: str) -> str | None:
+    """Figure B.3, or None when the runs hold fewer than 2 batch sizes or 2 representation sizes."""
+    grids = {head: batch_rep_grid(records, head) for head in ("linear", "mlp")}
+    grids = {h: g for h, g in grids.items() if len(g[0]) >= 2 and len(g[1]) >= 2}
+    if not grids:
+        return None
+    fig, axes = plt.subplots(1, len(grids), figsize=(5.5 * len(grids), 4.6), squeeze=False)
+    for ax, (head, (batches, reps, raw, norm)) in zip(axes[0], grids.items()):
+        image = ax.imshow(norm, cmap="viridis", origin="lower", aspect="auto")
+        for i, row in enumerate(raw):
+            for j, value in enumerate(row):
+                if not math.isnan(value):
+                    ax.text(j, i, f"{norm[i][j]:.3f}\n({value:.2f})", ha="center",
+                            va="center", fontsize=7, color="white" if norm[i][j] < 0.99 else "k")
+        ax.set_xticks(range(len(reps)), [str(d) for d in reps])
+        ax.set_yticks(range(len(batches)), [str(b) for b in batches])
+        ax.set_xlabel("representation size")
+        ax.set_ylabel("global batch size")
+        ax.set_title(f"{'linear' if head == 'linear' else 'two-layer'} head")
+        fig.colorbar(image, ax=ax, label="PR-AUC / best of column")
+    fig.suptitle("VICReg MTAT PR-AUC, normalized per representation size (Figure B.3)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def draw_all(records: list[dict], out_dir: str) -> dict[str, str]:
-    """Draws Figures 4.1, 4.2 and B.1 into `out_dir`; returns {title: png path}."""
+    """Draws Figures 4.1, 4.2, B.1 (and B.3 when the runs span a batch x rep grid) into
+    `out_dir`; returns {title: png path}."""
     os.makedirs(out_dir, exist_ok=True)
     figs = {
         "Figure 4.1: convergence": _figure(
@@ -113,4 +177,7 @@ def draw_all(records: list[dict], out_dir: str) -> dict[str, str]:
             os.path.join(out_dir, "figB_1_batch.png"), log_x=True, thesis_by_method=False,
             rep_dim=512, probe="MTAT"),
     }
+    heatmap = _heatmap(records, os.path.join(out_dir, "figB_3_batch_rep_heatmap.png"))
+    if heatmap is not None:
+        figs["Figure B.3: batch size x representation size"] = heatmap
     return figs

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(ROOT, "bench", "train_step.py")
 sys.path.insert(0, ROOT)
 
-from bench import train_step  # noqa: E402
+from bench import train_step, train_step_torch  # noqa: E402
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -59,7 +59,7 @@ def test_torch_reference_losses_equal_mssl_tf_losses():
     import torch
 
     from mssl_tf.losses import nt_xent_loss, vicreg_loss
-    parts = train_step.torch_parts()
+    parts = train_step_torch.torch_parts()
     rng = np.random.default_rng(0)
     z_a = rng.standard_normal((12, 24)).astype(np.float32)
     z_b = (z_a + 0.5 * rng.standard_normal((12, 24))).astype(np.float32)
@@ -73,7 +73,7 @@ def test_torch_reference_losses_equal_mssl_tf_losses():
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is in the bench extra")
 def test_torch_reference_has_the_keras_parameter_counts():
     from mssl_tf.models import build_projector, build_sample_cnn
-    parts = train_step.torch_parts()
+    parts = train_step_torch.torch_parts()
 
     def count(module):
         return sum(p.numel() for p in module.parameters())

@@ -108,3 +108,24 @@ def test_label_vectors_of_different_lengths_are_explained(tmp_path):
     encoder = build_sample_cnn(8, 2187, widths=(4,) * 6, synchronized_bn=False)
     with pytest.raises(ValueError, match="different lengths"):
         embed.embed_crops(encoder, data, "train", crop_len=2187, batch_size=4)
+
+
+def test_embed_functions_of_one_encoder_share_one_trace_and_see_new_weights():
+    import gc
+    import weakref
+    encoder = build_sample_cnn(8, 243, widths=(4,) * 4, synchronized_bn=False)
+    x = np.random.default_rng(0).standard_normal((3, 243)).astype("float32")
+    first = embed.make_embed_fn(encoder, 4)(x)
+    traced = embed._TRACED[encoder]
+    for _ in range(3):  # e.g. train, valid and test splits, or a probe monitor every epoch
+        np.testing.assert_array_equal(embed.make_embed_fn(encoder, 4)(x), first)
+    assert traced.experimental_get_tracing_count() == 1
+    # The trace reads the variables, so changed weights (a later epoch) change the features.
+    encoder.set_weights([w * 1.5 for w in encoder.get_weights()])
+    assert np.abs(embed.make_embed_fn(encoder, 4)(x) - first).max() > 1e-4
+    assert traced.experimental_get_tracing_count() == 1
+    # The cache does not keep encoders alive.
+    ref = weakref.ref(encoder)
+    del encoder, traced
+    gc.collect()
+    assert ref() is None

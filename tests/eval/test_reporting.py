@@ -101,19 +101,49 @@ def _series_pixels(png, rgb):
 
 def test_report_writes_markdown_and_figures(runs, tmp_path):
     out = report.write_report(runs, str(tmp_path / "report"))
-    assert out["records"] == 13 and len(out["figures"]) == 3
+    assert out["records"] == 13 and len(out["figures"]) == 4
     with open(out["markdown"]) as f:
         md = f.read()
     assert "## Table A.1" in md and "![Figure 4.1: convergence](fig4_1_epochs.png)" in md
     orange = (1.0, 0.498, 0.055)  # tab:orange, VICReg, drawn at full strength for ours
     blue = (0.122, 0.467, 0.706)
     for title, png in out["figures"].items():
+        if "B.3" in title:
+            continue  # the heatmap has no line series
         img = mpimg.imread(png)
         assert img.shape[0] > 400 and img.shape[1] > 1000
         assert _series_pixels(png, orange) > 50, title
     assert _series_pixels(out["figures"]["Figure 4.1: convergence"], blue) > 50
     with open(os.path.join(tmp_path, "report", "records.json")) as f:
         assert len(json.load(f)) == 13
+
+
+def test_batch_by_rep_heatmap_is_normalized_per_representation_size(runs, tmp_path):
+    from mssl_tf.eval import figures
+    records = report.load_records(runs)
+    batches, reps, raw, norm = figures.batch_rep_grid(records, "linear")
+    # The fixture's VICReg MTAT probes: reps 32 and 128 at batch 768 (PR 20.0), rep 512 at
+    # batch 768 (latest epoch 1000: PR 30.0) and batch 256 (PR 29.5).
+    assert batches == [256, 768] and reps == [32, 128, 512]
+    assert np.isnan(raw[0][0]) and np.isnan(raw[0][1])
+    np.testing.assert_allclose(raw[1], [20.0, 20.0, 30.0])
+    np.testing.assert_allclose(raw[0][2], 29.5)
+    np.testing.assert_allclose(norm[1], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(norm[0][2], 29.5 / 30.0)
+    png = report.write_report(runs, str(tmp_path / "r"))["figures"][
+        "Figure B.3: batch size x representation size"]
+    # One panel per head whose probes span a grid: here only the linear ones (the fixture's MLP
+    # probes are all at rep 512).
+    assert 500 < mpimg.imread(png).shape[1] < 1000
+    _result(runs[0].rsplit("/", 1)[0], rep=32, batch=256, epoch=1000, head="mlp", pr=21.0)
+    _result(runs[0].rsplit("/", 1)[0], rep=32, batch=768, epoch=1000, head="mlp", pr=25.0)
+    png = report.write_report(runs + [os.path.join(runs[0].rsplit("/", 1)[0], n) for n in (
+        "vicreg-fma-32-256-vicreg",)], str(tmp_path / "r2"))["figures"][
+        "Figure B.3: batch size x representation size"]
+    assert mpimg.imread(png).shape[1] > 1000  # linear and MLP panels
+    # One batch size or one representation size: no grid, no figure.
+    assert figures._heatmap([r for r in records if r["batch"] == 768],
+                            str(tmp_path / "none.png")) is None
 
 
 def test_missing_folder_is_reported(tmp_path):
