@@ -34,6 +34,17 @@ def test_effective_rank_and_std_measure_collapse():
     assert float(mean_std(np.ones((16, 8), "float32"))) < 1e-6
 
 
+@pytest.mark.parametrize("batch,dim", [(12, 40), (40, 12), (16, 16)])
+def test_effective_rank_equals_the_singular_value_definition_for_any_batch_and_width(batch, dim):
+    # Fewer examples than dimensions takes the B x B Gram matrix: same value as the D x D one.
+    rng = np.random.default_rng(batch)
+    h = (rng.standard_normal((batch, dim)) * np.linspace(0.1, 3.0, dim)).astype("float32")
+    s = np.linalg.svd(h - h.mean(axis=0), compute_uv=False)
+    p = s / (s.sum() + 1e-7)
+    expected = np.exp(-np.sum(p * np.log(p + 1e-7)))
+    np.testing.assert_allclose(float(effective_rank(h)), expected, rtol=2e-3)
+
+
 @pytest.mark.parametrize("objective,terms", [
     ("vicreg", {"invariance", "variance", "covariance"}),
     ("ntxent", {"positive_cosine", "negative_cosine"})])
