@@ -20,6 +20,7 @@ import json
 import logging
 import multiprocessing
 import os
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import tensorflow as tf
@@ -183,18 +184,25 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int,
     executor = _spawn_executor(workers)
     try:
         while True:
+            broken: Optional[BaseException] = None
             for item in items:
-                pending.append((item, executor.submit(fn, item)))
-                if len(pending) >= 4 * workers:
+                try:
+                    future = executor.submit(fn, item)
+                except BrokenProcessPool as error:  # a worker died since the last result
+                    future, broken = None, error
+                pending.append((item, future))
+                if broken is not None or len(pending) >= 4 * workers:
                     break
             if not pending:
                 return
-            item, future = pending[0]
-            try:
-                result = future.result()
-            except concurrent.futures.process.BrokenProcessPool:
+            if broken is None:
+                try:
+                    result = pending[0][1].result()
+                except BrokenProcessPool as error:
+                    broken = error
+            if broken is not None:
                 if on_crash is None:
-                    raise
+                    raise broken
                 executor.shutdown(wait=True)
                 suspects = [it for it, _ in pending]
                 pending.clear()
@@ -215,7 +223,7 @@ def _isolate_crashes(fn: Callable, items: Sequence, on_crash: Callable[[object, 
         for item in items:
             try:
                 yield executor.submit(fn, item).result()
-            except concurrent.futures.process.BrokenProcessPool as error:
+            except BrokenProcessPool as error:
                 log.warning("a decode worker died on %s; skipping it", item)
                 yield on_crash(item, f"{type(error).__name__}: {error}")
                 executor.shutdown(wait=True)

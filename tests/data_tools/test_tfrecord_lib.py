@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 
@@ -203,6 +204,15 @@ def test_a_worker_that_dies_costs_only_its_file():
     # In the conversion the crash becomes a manifest entry naming the file and the cause.
     skip = tfrecord_lib._decoder_crashed(_specs(1)[0], crashed[0][2])
     assert isinstance(skip, SkippedTrack) and "died on this file" in skip.reason
+    # A worker can also die while the next files are being handed out (submit then fails).
+    def slow_names():
+        yield "crash-first"
+        for i in range(4):
+            time.sleep(0.5)  # by now the pool has noticed that its worker died
+            yield f"s{i}"
+    results = list(tfrecord_lib._ordered_map(crashing.decode_or_die, slow_names(), workers=2,
+                                             on_crash=lambda n, why: ("skipped", n, why)))
+    assert results == [("skipped", "crash-first", results[0][2]), "S0", "S1", "S2", "S3"]
     # Without a handler the error is not swallowed.
     with pytest.raises(Exception, match="terminated abruptly"):
         list(tfrecord_lib._ordered_map(crashing.decode_or_die, ["a", "crash"], workers=2))
