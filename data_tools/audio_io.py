@@ -3,20 +3,25 @@
 This module is the unit of work of the parallel conversion. It deliberately imports neither
 TensorFlow nor mssl_tf: worker processes are started with the "spawn" method and import only this
 module, so each stays at numpy + soundfile + soxr size (tens of MB) instead of TensorFlow's ~750 MB.
-The record encoding (TensorFlow protos) happens in the writer process (tfrecord_lib).
+The record encoding (TensorFlow protos) happens in the writer process (tfrecord_lib). Only a
+file given as a URL (gs://..., on Beam/Dataflow workers) makes `fileio` import TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import signal
+import tempfile
 import warnings
 from typing import Sequence, Union
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from data_tools import fileio
 
 # Extensions the folder dataset picks up (matched case-insensitively).
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".au")
@@ -91,7 +96,7 @@ def decode(path: str) -> tuple[np.ndarray, int]:
     the fallback for formats libsndfile does not read (it needs ffmpeg for most of them).
 
     Args:
-      path: local path of the file.
+      path: local path of the file, or a URL (gs://...) read through `fileio` (the Beam path).
 
     Returns:
       `(audio, sample_rate)` with audio of shape [frames, channels].
@@ -99,19 +104,37 @@ def decode(path: str) -> tuple[np.ndarray, int]:
     Raises:
       AudioDecodeError: the file is empty, missing, or not decodable audio.
     """
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise AudioDecodeError("file not found")
-    if os.path.getsize(path) == 0:
+    if fileio.getsize(path) == 0:
         raise AudioDecodeError("empty file (0 bytes)")
+    if fileio.is_remote(path):
+        return _decode_bytes(fileio.read_bytes(path), os.path.splitext(path)[1])
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
         return audio, int(rate)
     except (sf.LibsndfileError, RuntimeError, ValueError) as sf_error:
-        # libsndfile's message for an unknown format is a misleading "File does not exist";
-        # keep it only as a detail behind our own reason.
-        first_error = str(sf_error).split(":")[-1].strip().rstrip(".")
-        if "does not exist" in first_error:
-            first_error = "format not recognised"
+        return _decode_fallback(path, sf_error)
+
+
+def _decode_bytes(data: bytes, suffix: str) -> tuple[np.ndarray, int]:
+    """`decode` of a file held in memory (soundfile reads it in place; the fallback needs a path)."""
+    try:
+        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return audio, int(rate)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as sf_error:
+        with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+            f.write(data)
+            f.flush()
+            return _decode_fallback(f.name, sf_error)
+
+
+def _decode_fallback(path: str, sf_error: Exception) -> tuple[np.ndarray, int]:
+    # libsndfile's message for an unknown format is a misleading "File does not exist"; keep it
+    # only as a detail behind our own reason.
+    first_error = str(sf_error).split(":")[-1].strip().rstrip(".")
+    if "does not exist" in first_error:
+        first_error = "format not recognised"
     try:
         import librosa  # Slow import (numba); only paid when soundfile fails.
         with warnings.catch_warnings():
@@ -232,7 +255,7 @@ def process_tracks(specs: Sequence[TrackSpec], sample_rate: int,
 def duration_seconds(path: str) -> float:
     """Duration from the file header (0.0 when the header cannot be read)."""
     try:
-        info = sf.info(path)
+        info = sf.info(io.BytesIO(fileio.read_bytes(path)) if fileio.is_remote(path) else path)
         return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
     except Exception:  # An unreadable file is reported later, by process_track.
         return 0.0

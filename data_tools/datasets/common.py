@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from typing import Optional, Sequence
 
+from data_tools import fileio
 from data_tools.audio_io import TrackSpec
 
 SPLIT_ALIASES = {
@@ -34,18 +34,8 @@ def normalise_split(name: str) -> str:
 
 
 def resolve_under(root: str, relative: str) -> Optional[str]:
-    """Joins `relative` to `root`; None when the result would leave `root`.
-
-    Absolute paths, `..` components and symlinks pointing outside are all rejected, so a metadata
-    file cannot make the converter read arbitrary files.
-    """
-    if not relative or os.path.isabs(relative):
-        return None
-    root_real = os.path.realpath(root)
-    candidate = os.path.realpath(os.path.join(root_real, relative))
-    if candidate != root_real and candidate.startswith(root_real + os.sep):
-        return candidate
-    return None
+    """Joins `relative` to `root`; None when the result would leave `root` (see fileio)."""
+    return fileio.resolve_under(root, relative)
 
 
 def stable_fraction(key: str) -> float:
@@ -111,7 +101,7 @@ class ListingBuilder:
             self.skip(relative_path, f"track {track_id!r} listed twice{origin}; the first entry "
                                      f"({self._seen[track_id]}) is kept")
             return False
-        if not os.path.isfile(path):
+        if not fileio.isfile(path):
             self.skip(relative_path, f"file not found under {self.audio_root}{origin}")
             return False
         self._seen[track_id] = where or relative_path

@@ -12,9 +12,11 @@ from __future__ import annotations
 import ast
 import csv
 import os
+import posixpath
 import sys
 from typing import Optional
 
+from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split
 
 SUBSETS = ("small", "medium", "large")
@@ -40,7 +42,7 @@ def read_tracks_csv(path: str) -> tuple[dict[tuple[str, str], int], list[tuple[i
       ValueError: the file does not have the two-row header with the needed columns.
     """
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # album descriptions are long HTML
-    with open(path, newline="", encoding="utf-8") as f:
+    with fileio.open_text(path) as f:
         reader = csv.reader(f)
         groups, names = next(reader, []), next(reader, [])
         columns = {(g, n): i for i, (g, n) in enumerate(zip(groups, names))}
@@ -61,9 +63,9 @@ def read_tracks_csv(path: str) -> tuple[dict[tuple[str, str], int], list[tuple[i
 
 def read_genre_names(path: Optional[str]) -> dict[int, str]:
     """genre_id -> title from genres.csv (empty when there is no such file)."""
-    if not path or not os.path.isfile(path):
+    if not path or not fileio.isfile(path):
         return {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with fileio.open_text(path) as f:
         return {int(r["genre_id"]): r["title"] for r in csv.DictReader(f)}
 
 
@@ -85,14 +87,14 @@ def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
         raise ValueError(f"--subset {subset!r}: use one of {SUBSETS + ('full',)}")
     if label not in LABELS:
         raise ValueError(f"--label {label!r}: use one of {LABELS}")
-    if not os.path.isdir(audio_dir):
+    if not fileio.isdir(audio_dir):
         raise FileNotFoundError(f"--audio_dir {audio_dir}: not a folder; pass e.g. fma_medium/")
     columns, rows = read_tracks_csv(tracks_csv)
     c_split, c_subset = columns[("set", "split")], columns[("set", "subset")]
     c_top, c_all = columns[("track", "genre_top")], columns[("track", "genres_all")]
     c_duration = columns.get(("track", "duration"))
     seconds: dict[int, float] = {}
-    where_file = os.path.basename(tracks_csv)
+    where_file = posixpath.basename(tracks_csv.replace(os.sep, "/"))
     builder = ListingBuilder(audio_dir)
     selected = []
     for line, fields in rows:
@@ -123,7 +125,7 @@ def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
     if label == "top_genre":
         tag_names = sorted({top for _, _, top, _, _ in selected if top})
     else:
-        names = read_genre_names(genres_csv or os.path.join(os.path.dirname(tracks_csv),
+        names = read_genre_names(genres_csv or fileio.join(fileio.dirname(tracks_csv),
                                                              "genres.csv"))
         ids = sorted({g for _, _, _, gs, _ in selected for g in gs})
         tag_names = [names.get(g, str(g)) for g in ids]

@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import csv
 import os
+import posixpath
 import re
 from typing import Optional
 
-from data_tools import audio_io
+from data_tools import audio_io, fileio
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split, stable_fraction
 
 
 def find_audio(audio_dir: str) -> list[str]:
     """Relative paths (with '/') of the audio files under `audio_dir`, sorted."""
-    if not os.path.isdir(audio_dir):
+    if not fileio.isdir(audio_dir):
         raise FileNotFoundError(f"--audio_dir {audio_dir}: not a folder")
     found = []
-    for root, dirs, files in os.walk(audio_dir):
+    for root, dirs, files in fileio.walk(audio_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if os.path.splitext(name)[1].lower() in audio_io.AUDIO_EXTENSIONS:
-                relative = os.path.relpath(os.path.join(root, name), audio_dir)
-                found.append(relative.replace(os.sep, "/"))
+                found.append(fileio.relative_to(fileio.join(root, name), audio_dir))
     return sorted(found)
 
 
@@ -44,7 +44,7 @@ def read_labels_csv(path: str) -> list[tuple[int, str, list[str], str]]:
     Raises:
       ValueError: the header lacks `path` and `labels` columns.
     """
-    with open(path, newline="", encoding="utf-8") as f:
+    with fileio.open_text(path) as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         if "path" not in fields or "labels" not in fields:
@@ -74,7 +74,7 @@ def list_tracks(audio_dir: str, labels_csv: Optional[str] = None, name: Optional
     files = find_audio(audio_dir)
     # Shard names are "<dataset>-<split>-...": keep the name to characters safe in file names.
     name = re.sub(r"[^A-Za-z0-9_.]+", "_",
-                  name or os.path.basename(os.path.normpath(os.path.abspath(audio_dir)))) or "audio"
+                  name or posixpath.basename(fileio.absolute(audio_dir).replace(os.sep, "/").rstrip("/"))) or "audio"
     builder = ListingBuilder(audio_dir)
     tag_names: list[str] = []
     multi_label = False
@@ -87,7 +87,7 @@ def list_tracks(audio_dir: str, labels_csv: Optional[str] = None, name: Optional
         tag_names = sorted({t for _, _, tags, _ in rows for t in tags})
         multi_label = any(len(tags) != 1 for _, _, tags, _ in rows)
         listed = set()
-        where_file = os.path.basename(labels_csv)
+        where_file = posixpath.basename(labels_csv.replace(os.sep, "/"))
         for line, relative, tags, split in rows:
             where = f"{where_file} line {line}"
             try:

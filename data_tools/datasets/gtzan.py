@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder, resolve_under
 
 SPLIT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits", "gtzan")
@@ -22,10 +23,10 @@ CLIP_SECONDS = 30.0
 
 def genre_names(audio_dir: str) -> list[str]:
     """Sorted names of the genre folders (alphabetical = torchaudio's gtzan_genres order)."""
-    if not os.path.isdir(audio_dir):
+    if not fileio.isdir(audio_dir):
         raise FileNotFoundError(f"--audio_dir {audio_dir}: not a folder; pass the GTZAN `genres` "
                                 "folder (genres/<genre>/<genre>.000NN.wav)")
-    names = sorted(n for n in os.listdir(audio_dir) if os.path.isdir(os.path.join(audio_dir, n))
+    names = sorted(n for n in fileio.listdir(audio_dir) if fileio.isdir(fileio.join(audio_dir, n))
                    and not n.startswith("."))
     if not names:
         raise ValueError(f"--audio_dir {audio_dir}: no genre folders found; expected "
@@ -36,9 +37,9 @@ def genre_names(audio_dir: str) -> list[str]:
 def _existing_variant(audio_dir: str, relative: str) -> str:
     """The listed path, or the same stem with the other GTZAN extension when only that exists."""
     stem, ext = os.path.splitext(relative)
-    if ext.lower() in EXTENSIONS and not os.path.isfile(os.path.join(audio_dir, relative)):
+    if ext.lower() in EXTENSIONS and not fileio.isfile(fileio.join(audio_dir, relative)):
         for other in EXTENSIONS:
-            if os.path.isfile(os.path.join(audio_dir, stem + other)):
+            if fileio.isfile(fileio.join(audio_dir, stem + other)):
                 return stem + other
     return relative
 
@@ -47,12 +48,12 @@ def read_split_lists(split_dir: str) -> dict[str, list[tuple[int, str]]]:
     """Reads `{train,valid,test}_filtered.txt` into (line number, path) lists per split."""
     lists = {}
     for split, filename in LIST_FILES.items():
-        path = os.path.join(split_dir, filename)
-        if not os.path.isfile(path):
+        path = fileio.join(split_dir, filename)
+        if not fileio.isfile(path):
             raise FileNotFoundError(f"--split_dir {split_dir}: {filename} not found; expected "
                                     f"{', '.join(LIST_FILES.values())} with one "
                                     "genre/genre.000NN.wav per line")
-        with open(path, encoding="utf-8") as f:
+        with fileio.open_text(path) as f:
             lists[split] = [(i + 1, line.strip()) for i, line in enumerate(f) if line.strip()]
     return lists
 
@@ -83,7 +84,7 @@ def list_tracks(audio_dir: str, split: str = "filtered",
 
     if split == "all":
         for genre in genres:
-            for name in sorted(os.listdir(os.path.join(audio_dir, genre))):
+            for name in sorted(fileio.listdir(fileio.join(audio_dir, genre))):
                 if os.path.splitext(name)[1].lower() in EXTENSIONS:
                     add(f"{genre}/{name}", "train", f"{genre}/")
         source = "all files (train only)"
@@ -93,7 +94,7 @@ def list_tracks(audio_dir: str, split: str = "filtered",
             for line, relative in entries:
                 add(_existing_variant(audio_dir, relative), split_name,
                     f"{LIST_FILES[split_name]} line {line}")
-        source = (os.path.abspath(split_dir) if split_dir
+        source = (fileio.absolute(split_dir) if split_dir
                   else "fault-filtered (Kereliuk et al. 2015)")
     else:
         raise ValueError(f"--split {split!r}: use 'filtered' (default) or 'all'")

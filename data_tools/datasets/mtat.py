@@ -11,12 +11,15 @@ files (minzwon's {train,valid,test}.npy, Pons' *_gt_mtt.tsv, or plain lists of c
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
+import posixpath
 from typing import Optional, Sequence
 
 import numpy as np
 
+from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split, resolve_under
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ def read_annotations(path: str) -> tuple[list[str], list[tuple[str, list[int], s
     Raises:
       ValueError: the header is not `clip_id, <tags>, mp3_path` or a row is malformed.
     """
-    with open(path, newline="", encoding="utf-8") as f:
+    with fileio.open_text(path) as f:
         reader = csv.reader(f, delimiter="\t", quotechar='"')
         header = next(reader, [])
         if len(header) < 3 or header[0] != "clip_id" or header[-1] != "mp3_path":
@@ -106,8 +109,9 @@ def pons2017_split(mp3_path: str) -> Optional[str]:
 
 def _read_entries(path: str) -> list[str]:
     if path.endswith(".npy"):
-        return [str(v) for v in np.load(path, allow_pickle=False).tolist()]
-    with open(path, encoding="utf-8") as f:
+        return [str(v) for v in np.load(io.BytesIO(fileio.read_bytes(path)),
+                                        allow_pickle=False).tolist()]
+    with fileio.open_text(path) as f:
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
@@ -118,17 +122,17 @@ def read_split_files(split_dir: str) -> dict[str, list[str]]:
     otherwise the first field is the clip id. This reads minzwon's `"<row>\\t<path>"` .npy files,
     Pons' `<clip_id>\\t<labels>` *_gt_mtt.tsv files and plain lists of ids or paths.
     """
-    if not os.path.isdir(split_dir):
+    if not fileio.isdir(split_dir):
         raise FileNotFoundError(f"--split {split_dir}: not 'pons2017' and not a folder of split "
                                 "files ({train,valid,test}.npy/.txt/.tsv or *_gt_mtt.tsv)")
     out = {}
     for split, names in SPLIT_FILE_NAMES.items():
-        found = [n for n in names if os.path.isfile(os.path.join(split_dir, n))]
+        found = [n for n in names if fileio.isfile(fileio.join(split_dir, n))]
         if not found:
             raise FileNotFoundError(f"--split {split_dir}: no {split} file (looked for "
                                     f"{', '.join(names)})")
         entries = []
-        for raw in _read_entries(os.path.join(split_dir, found[0])):
+        for raw in _read_entries(fileio.join(split_dir, found[0])):
             fields = raw.split("\t")
             paths = [f for f in fields if f.endswith(".mp3")]
             entries.append(paths[0] if paths else fields[0].strip())
@@ -149,7 +153,7 @@ def list_tracks(audio_dir: str, annotations: str, split: str = "pons2017",
     Returns:
       The listing (clips whose mp3 is missing are listed as skipped).
     """
-    if not os.path.isdir(audio_dir):
+    if not fileio.isdir(audio_dir):
         raise FileNotFoundError(f"--audio_dir {audio_dir}: not a folder; pass the folder holding "
                                 "MTAT's 0/ ... f/ mp3 folders")
     tags, rows = read_annotations(annotations)
@@ -157,7 +161,7 @@ def list_tracks(audio_dir: str, annotations: str, split: str = "pons2017",
     column = {t: i for i, t in enumerate(tags)}
     label_columns = [column[t] for t in tag_names]
     builder = ListingBuilder(audio_dir)
-    where = os.path.basename(annotations)
+    where = posixpath.basename(annotations.replace(os.sep, "/"))
     if split == "pons2017":
         assignment = []
         for clip_id, values, mp3_path, line in rows:
@@ -190,5 +194,5 @@ def list_tracks(audio_dir: str, annotations: str, split: str = "pons2017",
                     f"{where} line {line}")
     return Listing(dataset="mtat", tracks=builder.tracks, tag_names=tag_names, multi_label=True,
                    skipped=builder.skipped, est_seconds=[CLIP_SECONDS] * len(builder.tracks),
-                   extra={"split_source": split if split == "pons2017" else os.path.abspath(split),
+                   extra={"split_source": split if split == "pons2017" else fileio.absolute(split),
                           "tag_order": tag_order, "label": f"top{len(tag_names)}_tags"})
