@@ -439,3 +439,19 @@ def make_folder_tree(root: str, seconds: float = 3.0,
                 writer.writerow([rel, ";".join(tags)])
         metadata["labels"] = path
     return FixtureTree(audio_dir, metadata, expected, tag_names, [], [])
+
+
+def upload_tree(local_dir: str) -> str:
+    """Copies a local tree to a fresh folder of TensorFlow's in-memory ram:// filesystem (the
+    stand-in for a gs:// bucket, reached through the same tf.io.gfile calls); returns its URL."""
+    import uuid
+
+    import tensorflow as tf
+    remote = f"ram://bucket-{uuid.uuid4().hex[:8]}/{os.path.basename(local_dir)}"
+    for root, _, files in os.walk(local_dir):
+        for name in files:
+            rel = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
+            target = f"{remote}/{rel}"
+            tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+            tf.io.gfile.copy(os.path.join(root, name), target, overwrite=True)
+    return remote

@@ -61,3 +61,22 @@ def test_cli_runner_flag_and_beam_options(tmp_path):
     with pytest.raises(SystemExit):
         prepare.main(["folder", "--audio_dir", tree.audio_dir, "--out_dir", out,
                       "--direct_num_workers=1"])
+
+
+@pytest.mark.slow
+def test_direct_runner_reads_audio_from_a_bucket_and_writes_to_one(tmp_path):
+    # What a Dataflow conversion does: audio and output both on a bucket (ram:// stands in for
+    # gs://; with one in-process DirectRunner worker it sees the same in-memory filesystem).
+    tree = fixtures.make_gtzan_tree(str(tmp_path))
+    remote = gtzan.list_tracks(fixtures.upload_tree(tree.audio_dir))
+    local = str(tmp_path / "local")
+    tfrecord_lib.convert(gtzan.list_tracks(tree.audio_dir), local, workers=1,
+                         tracks_per_shard=2, progress=False)
+    out = f"{remote.tracks[0].path.split('/genres/')[0]}/tfrecords"
+    beam_pipeline.convert(remote, out, runner="DirectRunner", tracks_per_shard=2,
+                          pipeline_args=["--direct_num_workers=1"])
+    import tensorflow as tf
+    for name, data in _shards(local).items():
+        with tf.io.gfile.GFile(f"{out}/{name}", "rb") as f:
+            assert f.read() == data
+    assert manifest_lib.verify(out) == []

@@ -4,27 +4,13 @@ for gs://, through the same tf.io.gfile calls)."""
 
 import json
 import os
-import uuid
 
 import pytest
-import tensorflow as tf
 
 from data_tools import audio_io, fileio, tfrecord_lib
 from data_tools.datasets import folder, gtzan, mtat
 from mssl_tf.data import features
 from tests.data_tools import fixtures
-
-
-def _upload(local_dir: str) -> str:
-    """Copies a local tree to a fresh ram:// folder; returns its URL."""
-    remote = f"ram://bucket-{uuid.uuid4().hex[:8]}/{os.path.basename(local_dir)}"
-    for root, _, files in os.walk(local_dir):
-        for name in files:
-            rel = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
-            target = f"{remote}/{rel}"
-            tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
-            tf.io.gfile.copy(os.path.join(root, name), target, overwrite=True)
-    return remote
 
 
 def _shards(out_dir: str) -> dict:
@@ -44,7 +30,7 @@ def tree(request, tmp_path):
     (local / "a" / "x.csv").write_text("path,labels\r\none.wav,rock\r\n", newline="")
     (local / "a" / "b" / "y.bin").write_bytes(b"\x00\x01\x02")
     (local / "z.txt").write_text("")
-    return str(local) if request.param == "local" else _upload(str(local))
+    return str(local) if request.param == "local" else fixtures.upload_tree(str(local))
 
 
 def test_file_operations_behave_alike_on_local_paths_and_urls(tree):
@@ -99,7 +85,7 @@ def test_gtzan_from_a_bucket_gives_the_same_shards(tmp_path):
     tree = fixtures.make_gtzan_tree(str(tmp_path / "local"), seconds=3.0)
     split_dir = fixtures.write_gtzan_split_dir(str(tmp_path / "local" / "lists"),
                                                fixtures.gtzan_reference_lists())
-    remote_audio, remote_lists = _upload(tree.audio_dir), _upload(split_dir)
+    remote_audio, remote_lists = fixtures.upload_tree(tree.audio_dir), fixtures.upload_tree(split_dir)
     local = gtzan.list_tracks(tree.audio_dir, split_dir=split_dir)
     remote = gtzan.list_tracks(remote_audio, split_dir=remote_lists)
     assert [t.track_id for t in remote.tracks] == [t.track_id for t in local.tracks]
@@ -123,8 +109,8 @@ def test_folder_and_mtat_from_a_bucket(tmp_path):
     labels = {"a/one.wav": ["rock"], "a/two.mp3": ["jazz"], "b/three.flac": ["rock"],
               "b/c/four.ogg": ["jazz"], "five.au": ["jazz"]}
     tree = fixtures.make_folder_tree(str(tmp_path / "f"), labels=labels)
-    remote_dir = _upload(tree.audio_dir)
-    remote_labels = _upload(os.path.dirname(tree.metadata["labels"]))
+    remote_dir = fixtures.upload_tree(tree.audio_dir)
+    remote_labels = fixtures.upload_tree(os.path.dirname(tree.metadata["labels"]))
     remote_labels += "/" + os.path.basename(tree.metadata["labels"])
     local = folder.list_tracks(tree.audio_dir, tree.metadata["labels"], name="music")
     remote = folder.list_tracks(remote_dir, remote_labels, name="music")
@@ -136,8 +122,8 @@ def test_folder_and_mtat_from_a_bucket(tmp_path):
     assert _shards(str(tmp_path / "r")) == _shards(str(tmp_path / "l"))
 
     mt = fixtures.make_mtat_tree(str(tmp_path / "m"), seconds=3.0)
-    remote_mp3 = _upload(mt.audio_dir)
-    remote_ann = _upload(os.path.dirname(mt.metadata["annotations"]))
+    remote_mp3 = fixtures.upload_tree(mt.audio_dir)
+    remote_ann = fixtures.upload_tree(os.path.dirname(mt.metadata["annotations"]))
     remote_ann += "/" + os.path.basename(mt.metadata["annotations"])
     a = mtat.list_tracks(mt.audio_dir, mt.metadata["annotations"])
     b = mtat.list_tracks(remote_mp3, remote_ann)
@@ -152,7 +138,7 @@ def test_a_corrupt_file_in_a_bucket_is_skipped_with_its_reason(tmp_path):
     local.mkdir()
     fixtures.write_corrupt_mp3(str(local / "x.mp3"))
     fixtures.write_empty(str(local / "y.wav"))
-    remote = _upload(str(local))
+    remote = fixtures.upload_tree(str(local))
     for name, reason in (("x.mp3", "not decodable audio"), ("y.wav", "empty file"),
                          ("nothing.wav", "file not found")):
         result = audio_io.process_track(audio_io.TrackSpec(f"{remote}/{name}", name, "train"),
