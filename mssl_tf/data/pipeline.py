@@ -148,7 +148,7 @@ def two_view_dataset(data_dir: str, global_batch: int, *, split: str = "train",
       split: which split to read.
       crop_len: crop length in samples.
       shuffle_buffer: tracks held in the shuffle buffer.
-      cache: keep the parsed int16 tracks in memory after the first epoch (fits FMA-medium's
+      cache: keep the tracks (their int16 bytes) in memory after the first epoch (fits FMA-medium's
         ~33 GB only on large hosts; GTZAN/MTAT easily).
       crops_per_track: crop pairs drawn from each track read (cheaper reads, correlated batch).
       seed: seed of shuffling and crops (None: nondeterministic).
