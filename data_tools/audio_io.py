@@ -104,12 +104,18 @@ def decode(path: str) -> tuple[np.ndarray, int]:
     Raises:
       AudioDecodeError: the file is empty, missing, or not decodable audio.
     """
-    if not fileio.isfile(path):
+    if fileio.is_remote(path):  # one read of the object, no separate existence/size requests
+        try:
+            data = fileio.read_bytes(path)
+        except FileNotFoundError:
+            raise AudioDecodeError("file not found") from None
+        if not data:
+            raise AudioDecodeError("empty file (0 bytes)")
+        return _decode_bytes(data, os.path.splitext(path)[1])
+    if not os.path.isfile(path):
         raise AudioDecodeError("file not found")
-    if fileio.getsize(path) == 0:
+    if os.path.getsize(path) == 0:
         raise AudioDecodeError("empty file (0 bytes)")
-    if fileio.is_remote(path):
-        return _decode_bytes(fileio.read_bytes(path), os.path.splitext(path)[1])
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
         return audio, int(rate)

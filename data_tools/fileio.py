@@ -19,9 +19,13 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
-def _gfile():
+def _tf():
     import tensorflow as tf  # noqa: PLC0415  (only for remote paths)
-    return tf.io.gfile
+    return tf
+
+
+def _gfile():
+    return _tf().io.gfile
 
 
 def join(root: str, *parts: str) -> str:
@@ -32,6 +36,11 @@ def join(root: str, *parts: str) -> str:
 def dirname(path: str) -> str:
     """`os.path.dirname` for local paths, the '/'-parent for URLs."""
     return posixpath.dirname(path) if is_remote(path) else os.path.dirname(path)
+
+
+def basename(path: str) -> str:
+    """The last component of a local path or URL (for messages)."""
+    return posixpath.basename(path.replace(os.sep, "/").rstrip("/"))
 
 
 def isfile(path: str) -> bool:
@@ -84,10 +93,11 @@ def read_bytes(path: str) -> bytes:
         NotFoundError, which the command line does not expect).
     """
     if is_remote(path):
-        if not isfile(path):
-            raise FileNotFoundError(f"{path}: no such file")
-        with _gfile().GFile(path, "rb") as f:
-            return f.read()
+        try:
+            with _gfile().GFile(path, "rb") as f:
+                return f.read()
+        except _tf().errors.NotFoundError:
+            raise FileNotFoundError(f"{path}: no such file") from None
     with open(path, "rb") as f:
         return f.read()
 

@@ -11,12 +11,12 @@ import difflib
 import inspect
 import os
 import re
+import sys
 
 import gin
 import tensorflow as tf
 
 CONFIG_NAME = "config.gin"
-import sys  # noqa: E402
 
 
 def _gin_dir() -> str:

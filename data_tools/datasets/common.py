@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Optional, Sequence
+from typing import Sequence
 
 from data_tools import fileio
 from data_tools.audio_io import TrackSpec
@@ -31,11 +31,6 @@ def normalise_split(name: str) -> str:
     if key not in SPLIT_ALIASES:
         raise ValueError(f"unknown split name {name!r}; expected one of {sorted(SPLIT_ALIASES)}")
     return SPLIT_ALIASES[key]
-
-
-def resolve_under(root: str, relative: str) -> Optional[str]:
-    """Joins `relative` to `root`; None when the result would leave `root` (see fileio)."""
-    return fileio.resolve_under(root, relative)
 
 
 def stable_fraction(key: str) -> float:
@@ -93,7 +88,7 @@ class ListingBuilder:
           where: where the entry came from (e.g. "tracks.csv line 7"), for messages.
         """
         origin = f" ({where})" if where else ""
-        path = resolve_under(self.audio_root, relative_path)
+        path = fileio.resolve_under(self.audio_root, relative_path)
         if path is None:
             self.skip(relative_path, f"path escapes the audio root {self.audio_root}{origin}")
             return False

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import os
-import posixpath
 import sys
 from typing import Optional
 
@@ -94,7 +92,7 @@ def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
     c_top, c_all = columns[("track", "genre_top")], columns[("track", "genres_all")]
     c_duration = columns.get(("track", "duration"))
     seconds: dict[int, float] = {}
-    where_file = posixpath.basename(tracks_csv.replace(os.sep, "/"))
+    where_file = fileio.basename(tracks_csv)
     builder = ListingBuilder(audio_dir)
     selected = []
     for line, fields in rows:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import posixpath
 import re
 from typing import Optional
 
@@ -74,7 +73,7 @@ def list_tracks(audio_dir: str, labels_csv: Optional[str] = None, name: Optional
     files = find_audio(audio_dir)
     # Shard names are "<dataset>-<split>-...": keep the name to characters safe in file names.
     name = re.sub(r"[^A-Za-z0-9_.]+", "_",
-                  name or posixpath.basename(fileio.absolute(audio_dir).replace(os.sep, "/").rstrip("/"))) or "audio"
+                  name or fileio.basename(fileio.absolute(audio_dir))) or "audio"
     builder = ListingBuilder(audio_dir)
     tag_names: list[str] = []
     multi_label = False
@@ -87,7 +86,7 @@ def list_tracks(audio_dir: str, labels_csv: Optional[str] = None, name: Optional
         tag_names = sorted({t for _, _, tags, _ in rows for t in tags})
         multi_label = any(len(tags) != 1 for _, _, tags, _ in rows)
         listed = set()
-        where_file = posixpath.basename(labels_csv.replace(os.sep, "/"))
+        where_file = fileio.basename(labels_csv)
         for line, relative, tags, split in rows:
             where = f"{where_file} line {line}"
             try:

@@ -12,7 +12,7 @@ import os
 from typing import Optional
 
 from data_tools import fileio
-from data_tools.datasets.common import Listing, ListingBuilder, resolve_under
+from data_tools.datasets.common import Listing, ListingBuilder
 
 SPLIT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits", "gtzan")
 LIST_FILES = {"train": "train_filtered.txt", "valid": "valid_filtered.txt",
@@ -75,7 +75,7 @@ def list_tracks(audio_dir: str, split: str = "filtered",
 
     def add(relative: str, split_name: str, where: str) -> None:
         genre = relative.replace("\\", "/").split("/")[0]
-        if genre not in genres and resolve_under(audio_dir, relative) is not None:
+        if genre not in genres and fileio.resolve_under(audio_dir, relative) is not None:
             builder.skip(relative, f"genre folder {genre!r} not in {audio_dir} ({where})")
             return
         one_hot = [1.0 if g == genre else 0.0 for g in genres]  # escaping paths: rejected by add

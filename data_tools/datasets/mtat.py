@@ -13,14 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
-import posixpath
 from typing import Optional, Sequence
 
 import numpy as np
 
 from data_tools import fileio
-from data_tools.datasets.common import Listing, ListingBuilder, normalise_split, resolve_under
+from data_tools.datasets.common import Listing, ListingBuilder, normalise_split
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +159,7 @@ def list_tracks(audio_dir: str, annotations: str, split: str = "pons2017",
     column = {t: i for i, t in enumerate(tags)}
     label_columns = [column[t] for t in tag_names]
     builder = ListingBuilder(audio_dir)
-    where = posixpath.basename(annotations.replace(os.sep, "/"))
+    where = fileio.basename(annotations)
     if split == "pons2017":
         assignment = []
         for clip_id, values, mp3_path, line in rows:
@@ -170,7 +168,7 @@ def list_tracks(audio_dir: str, annotations: str, split: str = "pons2017",
                                        "split)")
                 continue
             split_name = pons2017_split(mp3_path)
-            if resolve_under(audio_dir, mp3_path) is None:
+            if fileio.resolve_under(audio_dir, mp3_path) is None:
                 builder.skip(mp3_path, f"path escapes the audio root {audio_dir} ({where} line "
                                        f"{line})")
                 continue

@@ -55,9 +55,9 @@ def check_bn_unchanged(model: keras.Model, before: dict[str, np.ndarray]) -> Non
                            "it ran in training mode, so its features are not CLMR's.")
 
 
-# One traced inference function per encoder, shared by every `make_embed_fn` call: the probe
-# embeds several splits and the probe monitor embeds again every few epochs, and a new
-# tf.function each time would retrace the whole encoder each time (and make TF warn about it).
+# One traced inference function per encoder, shared by every `make_embed_fn` call: a probe
+# embeds several splits (and may be run again on the same encoder), and a new tf.function each
+# time would retrace the whole encoder each time (and make TF warn about it).
 _TRACED: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
     weakref.WeakKeyDictionary())
 

@@ -9,9 +9,8 @@ probe head (the thesis publishes it as an image only, so there is no reference l
 
 from __future__ import annotations
 
-import os
-
 import math
+import os
 
 import matplotlib
 
@@ -40,6 +39,14 @@ def _thesis_series(table: dict, method: str | None) -> dict[str, dict]:
     return out
 
 
+def _keep_latest(chosen: dict, key, record: dict) -> None:
+    """Several probes at one point (e.g. several epochs of one run): the latest epoch counts."""
+    old = chosen.get(key)
+    if old is None or (record["epoch"] or 0, record["created"]) >= (old["epoch"] or 0,
+                                                                   old["created"]):
+        chosen[key] = record
+
+
 def _our_series(records: list[dict], key: str, method: str, **match) -> dict[str, dict]:
     out = {"roc_auc": {}, "pr_auc": {}}
     chosen: dict[tuple, dict] = {}
@@ -48,11 +55,7 @@ def _our_series(records: list[dict], key: str, method: str, **match) -> dict[str
             continue
         if not all(r.get(k) == v for k, v in match.items()):
             continue
-        k = (r[key], r["head"])
-        # Several probes at one x (e.g. several epochs of one rep size): keep the latest epoch.
-        if k not in chosen or (r["epoch"] or 0, r["created"]) >= (chosen[k]["epoch"] or 0,
-                                                                   chosen[k]["created"]):
-            chosen[k] = r
+        _keep_latest(chosen, (r[key], r["head"]), r)
     for (x, head), r in sorted(chosen.items(), key=lambda kv: kv[0]):
         for metric in out:
             if r[metric] is not None:
@@ -117,10 +120,7 @@ def batch_rep_grid(records: list[dict], head: str, method: str = "VICReg", probe
                 or r["head"] != head or r.get("pr_auc") is None
                 or r.get("batch") is None or r.get("rep_dim") is None):
             continue
-        key = (r["batch"], r["rep_dim"])
-        if key not in cells or (r["epoch"] or 0, r["created"]) >= (cells[key]["epoch"] or 0,
-                                                                   cells[key]["created"]):
-            cells[key] = r
+        _keep_latest(cells, (r["batch"], r["rep_dim"]), r)
     batches = sorted({b for b, _ in cells})
     reps = sorted({d for _, d in cells})
     raw = [[cells[(b, d)]["pr_auc"] if (b, d) in cells else math.nan for d in reps]

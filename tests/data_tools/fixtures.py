@@ -455,3 +455,10 @@ def upload_tree(local_dir: str) -> str:
             tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
             tf.io.gfile.copy(os.path.join(root, name), target, overwrite=True)
     return remote
+
+
+def shard_bytes(out_dir: str) -> dict[str, bytes]:
+    """The bytes of every shard of a local conversion output, by file name."""
+    from mssl_tf.data import features
+    return {n: open(os.path.join(out_dir, n), "rb").read() for n in sorted(os.listdir(out_dir))
+            if features.SHARD_RE.match(n)}

@@ -1,7 +1,5 @@
 """The Beam pipeline (DirectRunner) gives the same shards as the local conversion."""
 
-import os
-
 import pytest
 
 pytest.importorskip("apache_beam", reason="the optional `beam` extra is not installed")
@@ -10,13 +8,7 @@ from data_tools import beam_pipeline  # noqa: E402
 from data_tools import manifest as manifest_lib  # noqa: E402
 from data_tools import tfrecord_lib  # noqa: E402
 from data_tools.datasets import gtzan  # noqa: E402
-from mssl_tf.data import features  # noqa: E402
 from tests.data_tools import fixtures  # noqa: E402
-
-
-def _shards(out_dir):
-    return {n: open(os.path.join(out_dir, n), "rb").read() for n in sorted(os.listdir(out_dir))
-            if features.SHARD_RE.match(n)}
 
 
 @pytest.mark.slow
@@ -28,7 +20,8 @@ def test_direct_runner_matches_local_conversion_and_resumes(tmp_path):
     m_local = tfrecord_lib.convert(listing, local, workers=1, tracks_per_shard=2, progress=False)
     m_beam = beam_pipeline.convert(listing, beam_out, runner="DirectRunner", tracks_per_shard=2,
                                    pipeline_args=["--direct_num_workers=1"])
-    assert _shards(local) == _shards(beam_out) and len(_shards(local)) == 4
+    local_shards = fixtures.shard_bytes(local)
+    assert fixtures.shard_bytes(beam_out) == local_shards and len(local_shards) == 4
     for key in ("splits", "skipped", "flagged", "clipped_samples", "tag_names",
                 "plan_fingerprint"):
         assert m_beam[key] == m_local[key]
@@ -46,7 +39,7 @@ def test_direct_runner_matches_local_conversion_and_resumes(tmp_path):
                              on_shard_done=crash)
     beam_pipeline.convert(listing, resumed, tracks_per_shard=2,
                           pipeline_args=["--direct_num_workers=1"])
-    assert _shards(resumed) == _shards(local)
+    assert fixtures.shard_bytes(resumed) == fixtures.shard_bytes(local)
     assert manifest_lib.verify(resumed) == []
 
 
@@ -76,7 +69,7 @@ def test_direct_runner_reads_audio_from_a_bucket_and_writes_to_one(tmp_path):
     beam_pipeline.convert(remote, out, runner="DirectRunner", tracks_per_shard=2,
                           pipeline_args=["--direct_num_workers=1"])
     import tensorflow as tf
-    for name, data in _shards(local).items():
+    for name, data in fixtures.shard_bytes(local).items():
         with tf.io.gfile.GFile(f"{out}/{name}", "rb") as f:
             assert f.read() == data
     assert manifest_lib.verify(out) == []

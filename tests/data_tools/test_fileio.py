@@ -9,13 +9,7 @@ import pytest
 
 from data_tools import audio_io, fileio, tfrecord_lib
 from data_tools.datasets import folder, gtzan, mtat
-from mssl_tf.data import features
 from tests.data_tools import fixtures
-
-
-def _shards(out_dir: str) -> dict:
-    return {n: open(os.path.join(out_dir, n), "rb").read() for n in sorted(os.listdir(out_dir))
-            if features.SHARD_RE.match(n)}
 
 
 def _reasons(listing, root: str) -> list:
@@ -96,7 +90,8 @@ def test_gtzan_from_a_bucket_gives_the_same_shards(tmp_path):
                                    progress=False)
     m_remote = tfrecord_lib.convert(remote, out_remote, workers=1, tracks_per_shard=4,
                                     progress=False)
-    assert _shards(out_remote) == _shards(out_local) and _shards(out_local)
+    local_shards = fixtures.shard_bytes(out_local)
+    assert fixtures.shard_bytes(out_remote) == local_shards and local_shards
     # The corrupt, the too-short file: skipped for the same reasons from the bucket.
     reasons = lambda m, root: [(s["path"], s["reason"].replace(root, "ROOT"))  # noqa: E731
                                for s in m["skipped"]]
@@ -119,7 +114,7 @@ def test_folder_and_mtat_from_a_bucket(tmp_path):
     assert remote.est_seconds == local.est_seconds  # durations read from the bucket's files
     for listing, out in ((local, "l"), (remote, "r")):
         tfrecord_lib.convert(listing, str(tmp_path / out), workers=1, progress=False)
-    assert _shards(str(tmp_path / "r")) == _shards(str(tmp_path / "l"))
+    assert fixtures.shard_bytes(str(tmp_path / "r")) == fixtures.shard_bytes(str(tmp_path / "l"))
 
     mt = fixtures.make_mtat_tree(str(tmp_path / "m"), seconds=3.0)
     remote_mp3 = fixtures.upload_tree(mt.audio_dir)

@@ -19,11 +19,6 @@ def _specs(n, split="train"):
     return [TrackSpec(path=f"/x/{i}.wav", track_id=f"t{i:03d}", split=split) for i in range(n)]
 
 
-def _shard_bytes(out_dir):
-    return {n: open(os.path.join(out_dir, n), "rb").read() for n in sorted(os.listdir(out_dir))
-            if features.SHARD_RE.match(n)}
-
-
 @pytest.fixture(scope="module")
 def gtzan_listing(tmp_path_factory):
     tree = fixtures.make_gtzan_tree(str(tmp_path_factory.mktemp("gtzan")), seconds=3.0)
@@ -79,7 +74,7 @@ def test_same_input_gives_byte_identical_shards_for_any_worker_count(tmp_path, g
                                progress=False)
     two = tfrecord_lib.convert(gtzan_listing, str(tmp_path / "w2"), workers=2, tracks_per_shard=2,
                                progress=False)
-    a, b = _shard_bytes(str(tmp_path / "w1")), _shard_bytes(str(tmp_path / "w2"))
+    a, b = fixtures.shard_bytes(str(tmp_path / "w1")), fixtures.shard_bytes(str(tmp_path / "w2"))
     assert list(a) == list(b) and len(a) == 4  # 3 / 2 / 2 listed tracks, 2 per shard
     assert a == b
     assert one["plan_fingerprint"] == two["plan_fingerprint"]
@@ -95,7 +90,7 @@ def test_resume_after_a_crash_keeps_finished_shards(tmp_path, gtzan_listing):
     with pytest.raises(RuntimeError, match="simulated crash"):
         tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=1, progress=False,
                              on_shard_done=crash_after_first)
-    finished = _shard_bytes(out)
+    finished = fixtures.shard_bytes(out)
     assert len(finished) == 1
     assert not os.path.exists(os.path.join(out, features.MANIFEST_NAME))
     problems = manifest_lib.verify(out)
@@ -113,7 +108,7 @@ def test_resume_after_a_crash_keeps_finished_shards(tmp_path, gtzan_listing):
     assert manifest_lib.verify(out) == []
     reference = str(tmp_path / "reference")
     tfrecord_lib.convert(gtzan_listing, reference, workers=1, tracks_per_shard=1, progress=False)
-    assert _shard_bytes(out) == _shard_bytes(reference)
+    assert fixtures.shard_bytes(out) == fixtures.shard_bytes(reference)
     assert not os.path.exists(os.path.join(out, tfrecord_lib.PROGRESS_DIR))
 
 
