@@ -70,6 +70,7 @@ def _compiled(layer, xla: bool):
 def time_layer(batch: int, batches: int, xla: bool, **kwargs) -> dict:
     """Median clips/s of AudioAugment over `batches` calls after one warm-up (compile) call."""
     import keras
+
     from mssl_tf.augment import AudioAugment
     layer = AudioAugment(seed=0, **kwargs)
     run = _compiled(layer, xla)
@@ -138,6 +139,7 @@ def time_step(batch: int, batches: int) -> dict:
     """Median train-step time of SampleCNN on two views, with and without the augmenter."""
     import keras
     import numpy as np
+
     from mssl_tf.augment import AudioAugment
     from mssl_tf.models import build_sample_cnn
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 #: Prefix of the one stdout line a worker process uses to hand its result to the parent.
 RESULT_PREFIX = "BENCH_RESULT "

@@ -40,8 +40,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     os.environ["KERAS_BACKEND"] = args.backend
     import numpy as np
-    from mssl_tf.models import effective_rank
+
     from bench import common
+    from mssl_tf.models import effective_rank
 
     h = np.random.default_rng(0).standard_normal((args.batch, args.dim)).astype("float32")
     if args.backend == "jax":

@@ -46,6 +46,7 @@ def main() -> None:
     os.sched_setaffinity(0, set(cores))  # before TensorFlow sizes its thread pools
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
     from mssl_tf.data import pipeline, synthetic
 
     results = {"cores": len(cores), "tracks": args.tracks, "seconds_per_track": 30,

@@ -96,6 +96,7 @@ def _decode_and_report_peak(path: str) -> float:
 
 def bench_convert(paths: list[str], out: str, workers: int) -> dict:
     import multiprocessing
+
     from data_tools import tfrecord_lib
     from data_tools.datasets import folder
     listing = folder.list_tracks(os.path.dirname(paths[0]), name="bench")

@@ -259,7 +259,8 @@ def build_jobs(args) -> list[dict]:
         if b not in KERAS_BACKENDS:
             raise SystemExit(f"--backend {b!r}: choose from {', '.join(KERAS_BACKENDS)} or none")
     if args.breakdown and "jax" in backends:
-        raise SystemExit("--breakdown times the TensorFlow and torch steps; drop jax from --backend")
+        raise SystemExit(
+            "--breakdown times the TensorFlow and torch steps; drop jax from --backend")
     torch_modes = common.comma_list(args.torch) if args.torch else []
     for m in torch_modes:
         if m not in TORCH_MODES:

@@ -149,7 +149,8 @@ def run_torch(cfg: dict) -> dict:
     step_fn = torch.compile(forward_loss) if mode == "compile" else forward_loss
     if cfg.get("breakdown"):
         return _breakdown_torch(cfg, device, encoder, step_fn, opt)
-    tracks = torch.from_numpy(common.make_tracks(cfg["tracks"], cfg["track_len"], cfg["seed"])).to(device)
+    tracks = common.make_tracks(cfg["tracks"], cfg["track_len"], cfg["seed"])
+    tracks = torch.from_numpy(tracks).to(device)
     num_tracks, track_len = tracks.shape
     flat = tracks.reshape(-1)
     ramp = torch.arange(crop_len, device=device)

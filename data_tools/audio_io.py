@@ -15,7 +15,7 @@ import os
 import signal
 import tempfile
 import warnings
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -86,7 +86,7 @@ class SkippedTrack:
     reason: str
 
 
-TrackResult = Union[DecodedTrack, SkippedTrack]
+TrackResult = DecodedTrack | SkippedTrack
 
 
 def decode(path: str) -> tuple[np.ndarray, int]:
@@ -124,7 +124,10 @@ def decode(path: str) -> tuple[np.ndarray, int]:
 
 
 def _decode_bytes(data: bytes, suffix: str) -> tuple[np.ndarray, int]:
-    """`decode` of a file held in memory (soundfile reads it in place; the fallback needs a path)."""
+    """`decode` of a file held in memory.
+
+    soundfile reads it in place; the librosa fallback needs a path (a temporary file).
+    """
     try:
         audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
         return audio, int(rate)
@@ -142,11 +145,11 @@ def _decode_fallback(path: str, sf_error: Exception) -> tuple[np.ndarray, int]:
     if "does not exist" in first_error:
         first_error = "format not recognised"
     try:
-        import librosa  # Slow import (numba); only paid when soundfile fails.
+        import librosa  # noqa: PLC0415  Slow import (numba); only paid when soundfile fails.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # librosa warns about the audioread path it takes
             audio, rate = librosa.load(path, sr=None, mono=False)
-    except Exception as fallback_error:  # audioread raises several unrelated types.
+    except Exception as fallback_error:  # noqa: BLE001  audioread raises several unrelated types.
         raise AudioDecodeError(
             f"not decodable audio: corrupt, truncated or not an audio file (soundfile: "
             f"{first_error}; librosa fallback: {type(fallback_error).__name__})") from None
@@ -229,7 +232,7 @@ def process_track(spec: TrackSpec, sample_rate: int, min_samples: int) -> TrackR
         return _process(spec, sample_rate, min_samples)
     except AudioDecodeError as error:
         return SkippedTrack(spec, str(error))
-    except Exception as error:  # One odd file must not stop a conversion of thousands.
+    except Exception as error:  # noqa: BLE001  One odd file must not stop a conversion of thousands.
         return SkippedTrack(spec, f"unexpected error while converting: "
                                   f"{type(error).__name__}: {error}")
 
@@ -263,7 +266,7 @@ def duration_seconds(path: str) -> float:
     try:
         info = sf.info(io.BytesIO(fileio.read_bytes(path)) if fileio.is_remote(path) else path)
         return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
-    except Exception:  # An unreadable file is reported later, by process_track.
+    except Exception:  # noqa: BLE001  An unreadable file is reported later, by process_track.
         return 0.0
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data_tools import audio_io, manifest as manifest_lib, tfrecord_lib
+from data_tools import audio_io, tfrecord_lib
+from data_tools import manifest as manifest_lib
 from data_tools.datasets.common import Listing
 from mssl_tf.data import features
 
@@ -59,7 +60,7 @@ def _write(keyed: tuple, out_dir: str, plans: dict) -> str:
 
 
 def convert(listing: Listing, out_dir: str, *, runner: str = "DirectRunner",
-            shard_bytes: int = 200 * 2**20, tracks_per_shard: Optional[int] = None,
+            shard_bytes: int = 200 * 2**20, tracks_per_shard: int | None = None,
             command: str = "", overwrite: bool = False,
             pipeline_args: Sequence[str] = ()) -> dict:
     """Converts a listing into shards + manifest with a Beam pipeline.

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-from typing import IO, Iterator, Optional
+from collections.abc import Iterator
+from typing import IO
 
 
 def is_remote(path: str) -> bool:
@@ -112,7 +113,7 @@ def absolute(path: str) -> str:
     return path if is_remote(path) else os.path.abspath(path)
 
 
-def resolve_under(root: str, relative: str) -> Optional[str]:
+def resolve_under(root: str, relative: str) -> str | None:
     """Joins `relative` to `root`; None when the result would leave `root`.
 
     Absolute paths, `..` components and (locally) symlinks pointing outside are all rejected,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -71,7 +71,7 @@ def _clear(out_dir: str) -> None:
 
 
 def prepare_out_dir(out_dir: str, dataset: str, fingerprint: str,
-                    overwrite: bool) -> Optional[dict]:
+                    overwrite: bool) -> dict | None:
     """Checks that `out_dir` is empty, resumable or already finished for this conversion.
 
     Args:
@@ -146,7 +146,7 @@ def finished_shards(out_dir: str, progress_dir: str, names: Sequence[str]) -> di
 
 def package_version() -> str:
     """mssl_tf's version string."""
-    import mssl_tf
+    import mssl_tf  # noqa: PLC0415
     return mssl_tf.__version__
 
 
@@ -244,7 +244,7 @@ def verify(out_dir: str) -> list[str]:
             if not tf.io.gfile.exists(path):
                 problems.append(f"{path}: listed in the manifest but missing")
                 continue
-            from data_tools.tfrecord_lib import sha256_file  # tfrecord_lib imports this module
+            from data_tools.tfrecord_lib import sha256_file  # noqa: PLC0415  tfrecord_lib imports this module
             if sha256_file(path) != shard["sha256"]:
                 problems.append(f"{path}: sha256 differs from the manifest (file changed or "
                                 "truncated)")

@@ -20,12 +20,12 @@ import logging
 import os
 import shlex
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out_dir", required=True, help="output folder (local or gs://)")
-    from data_tools.audio_io import available_cores  # TensorFlow-free
+    from data_tools.audio_io import available_cores  # noqa: PLC0415  TensorFlow-free
     parser.add_argument("--workers", type=int, default=available_cores(),
                         help="decode processes (default: all %(default)s cores)")
     parser.add_argument("--shard_size_mb", type=float, default=200.0,
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def list_dataset(args: argparse.Namespace):
     """Runs the dataset's reader for parsed arguments; returns its Listing."""
-    from data_tools.datasets import fma, folder, gtzan, mtat
+    from data_tools.datasets import fma, folder, gtzan, mtat  # noqa: PLC0415
     if args.dataset == "fma":
         return fma.list_tracks(args.audio_dir, args.tracks_csv, args.subset, args.label,
                                args.genres_csv)
@@ -97,7 +97,7 @@ def list_dataset(args: argparse.Namespace):
                               args.test_fraction)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mssl-prepare`; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -107,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "accepted only with --runner)")
     logging.basicConfig(level=logging.INFO, format="mssl-prepare: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from data_tools import manifest as manifest_lib
+    from data_tools import manifest as manifest_lib  # noqa: PLC0415
 
     if args.dataset == "verify":
         problems = manifest_lib.verify(args.out_dir)
@@ -130,11 +130,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    overwrite=args.overwrite)
     try:
         if args.runner:
-            from data_tools import beam_pipeline
+            from data_tools import beam_pipeline  # noqa: PLC0415
             manifest = beam_pipeline.convert(listing, args.out_dir, runner=args.runner,
                                              pipeline_args=beam_args, **options)
         else:
-            from data_tools import tfrecord_lib
+            from data_tools import tfrecord_lib  # noqa: PLC0415
             manifest = tfrecord_lib.convert(listing, args.out_dir, workers=args.workers,
                                             progress=not args.no_progress, **options)
     except ValueError as error:

@@ -20,13 +20,14 @@ import json
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 import tqdm
 
-from data_tools import audio_io, manifest as manifest_lib
+from data_tools import audio_io
+from data_tools import manifest as manifest_lib
 from data_tools.audio_io import DecodedTrack, SkippedTrack, TrackSpec
 from data_tools.datasets.common import Listing
 from mssl_tf.data import features
@@ -57,13 +58,13 @@ def order_tracks(tracks: Sequence[TrackSpec], seed: int = 0) -> list[TrackSpec]:
     of shuffling positions) keeps a track's place when others are added or removed.
     """
     def key(spec: TrackSpec) -> tuple[str, str]:
-        return hashlib.sha1(f"{seed}:{spec.track_id}".encode("utf-8")).hexdigest(), spec.track_id
+        return hashlib.sha1(f"{seed}:{spec.track_id}".encode()).hexdigest(), spec.track_id
     return sorted(tracks, key=key)
 
 
 def plan_shards(dataset: str, tracks: Sequence[TrackSpec], est_seconds: Sequence[float], *,
                 sample_rate: int = features.SAMPLE_RATE, shard_bytes: int = 200 * 2**20,
-                tracks_per_shard: Optional[int] = None) -> list[ShardPlan]:
+                tracks_per_shard: int | None = None) -> list[ShardPlan]:
     """Splits the tracks of every split into shards of about `shard_bytes` of audio.
 
     Args:
@@ -167,7 +168,7 @@ def _spawn_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 
 
 def _ordered_map(fn: Callable, items: Iterable, workers: int,
-                 on_crash: Optional[Callable[[object, str], object]] = None) -> Iterator:
+                 on_crash: Callable[[object, str], object] | None = None) -> Iterator:
     """fn over items in order, on `workers` spawned processes, with a bounded number in flight.
 
     At most 4 tasks per worker are in flight, so one slow file cannot make the results of all
@@ -184,7 +185,7 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int,
     executor = _spawn_executor(workers)
     try:
         while True:
-            broken: Optional[BaseException] = None
+            broken: BaseException | None = None
             for item in items:
                 try:
                     future = executor.submit(fn, item)
@@ -251,10 +252,10 @@ def _shard_records(plan: ShardPlan, results: Iterator, record: dict, bar) -> Ite
         yield encode_record(result)
 
 
-def convert(listing: Listing, out_dir: str, *, workers: Optional[int] = None,
-            shard_bytes: int = 200 * 2**20, tracks_per_shard: Optional[int] = None,
+def convert(listing: Listing, out_dir: str, *, workers: int | None = None,
+            shard_bytes: int = 200 * 2**20, tracks_per_shard: int | None = None,
             command: str = "", overwrite: bool = False, progress: bool = True,
-            on_shard_done: Optional[Callable[[str], None]] = None) -> dict:
+            on_shard_done: Callable[[str], None] | None = None) -> dict:
     """Converts a listing into sharded TFRecords plus manifest.json in `out_dir`.
 
     Resumable: finished shards (renamed from their temporary name, with a completion record)

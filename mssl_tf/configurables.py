@@ -6,11 +6,11 @@ Layer/Model/Optimizer subclasses are registered with `gin.external_configurable`
 directly crashes Keras 3). The library calls the registered versions below so bindings apply.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
-import gin
 import keras
 
+import gin
 from mssl_tf import augment, losses, models, optim
 
 # Keras built-ins used from gin/optimization/*.gin.

@@ -13,8 +13,9 @@ import os
 import re
 import sys
 
-import gin
 import tensorflow as tf
+
+import gin
 
 CONFIG_NAME = "config.gin"
 

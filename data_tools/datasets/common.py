@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from data_tools import fileio
 from data_tools.audio_io import TrackSpec

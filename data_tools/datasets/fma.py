@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import csv
 import sys
-from typing import Optional
 
 from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split
@@ -59,7 +58,7 @@ def read_tracks_csv(path: str) -> tuple[dict[tuple[str, str], int], list[tuple[i
     return columns, rows
 
 
-def read_genre_names(path: Optional[str]) -> dict[int, str]:
+def read_genre_names(path: str | None) -> dict[int, str]:
     """genre_id -> title from genres.csv (empty when there is no such file)."""
     if not path or not fileio.isfile(path):
         return {}
@@ -68,7 +67,7 @@ def read_genre_names(path: Optional[str]) -> dict[int, str]:
 
 
 def list_tracks(audio_dir: str, tracks_csv: str, subset: str = "medium",
-                label: str = "top_genre", genres_csv: Optional[str] = None) -> Listing:
+                label: str = "top_genre", genres_csv: str | None = None) -> Listing:
     """Lists the tracks of an FMA subset with their official split and genre labels.
 
     Args:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-from typing import Optional
 
 from data_tools import audio_io, fileio
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split, stable_fraction
@@ -54,7 +53,7 @@ def read_labels_csv(path: str) -> list[tuple[int, str, list[str], str]]:
                  (r.get("split") or "").strip()) for r in reader]
 
 
-def list_tracks(audio_dir: str, labels_csv: Optional[str] = None, name: Optional[str] = None,
+def list_tracks(audio_dir: str, labels_csv: str | None = None, name: str | None = None,
                 valid_fraction: float = 0.0, test_fraction: float = 0.0) -> Listing:
     """Lists a folder of audio, with labels from a CSV when given.
 

@@ -9,7 +9,6 @@ the tree into `train` (for pre-training, where no held-out GTZAN tracks are need
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder
@@ -59,7 +58,7 @@ def read_split_lists(split_dir: str) -> dict[str, list[tuple[int, str]]]:
 
 
 def list_tracks(audio_dir: str, split: str = "filtered",
-                split_dir: Optional[str] = None) -> Listing:
+                split_dir: str | None = None) -> Listing:
     """Lists GTZAN tracks with one-hot genre labels.
 
     Args:

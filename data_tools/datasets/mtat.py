@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def top_tags(tags: Sequence[str], rows: Sequence[tuple], top_n: int) -> tuple[li
     return chosen, "frequency"
 
 
-def pons2017_split(mp3_path: str) -> Optional[str]:
+def pons2017_split(mp3_path: str) -> str | None:
     """Split of a clip by its folder digit (0-b train, c valid, d-f test); None if not 0-f."""
     folder = mp3_path.split("/")[0]
     if len(folder) != 1 or folder.lower() not in "0123456789abcdef":

@@ -8,7 +8,7 @@ record of a dataset (empty when the dataset has no labels), the split name and t
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -80,10 +80,12 @@ def make_example(audio: np.ndarray, *, track_id: str, split: str,
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     feature = {
-        "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[audio.astype("<i2").tobytes()])),
+        "audio": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[audio.astype("<i2").tobytes()])),
         "sample_rate": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(sample_rate)])),
         "num_samples": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(audio.shape[0])])),
-        "track_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[track_id.encode("utf-8")])),
+        "track_id": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[track_id.encode("utf-8")])),
         "labels": tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in labels])),
         "split": tf.train.Feature(bytes_list=tf.train.BytesList(value=[split.encode("utf-8")])),
         "schema_version": tf.train.Feature(int64_list=tf.train.Int64List(value=[SCHEMA_VERSION])),

@@ -93,6 +93,7 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
       The results.json dict: {"rows": [...], "timings": {...}, "settings": {...}, ...}.
     """
     import keras  # noqa: PLC0415
+
     from mssl_tf.eval.probe import run_probe  # noqa: PLC0415
 
     cfg = dict(QUICK if quick else FULL)

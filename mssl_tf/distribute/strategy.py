@@ -13,7 +13,7 @@ import keras
 
 
 def _tf_strategy(tpu: str | None, devices: list[str] | None):
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415
 
     if tpu:
         try:

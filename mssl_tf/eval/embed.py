@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -58,7 +58,7 @@ def check_bn_unchanged(model: keras.Model, before: dict[str, np.ndarray]) -> Non
 # One traced inference function per encoder, shared by every `make_embed_fn` call: a probe
 # embeds several splits (and may be run again on the same encoder), and a new tf.function each
 # time would retrace the whole encoder each time (and make TF warn about it).
-_TRACED: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
+_TRACED: weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction] = (
     weakref.WeakKeyDictionary())
 
 

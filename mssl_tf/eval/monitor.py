@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import warnings
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
@@ -26,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
+import gin
 from mssl_tf.data import pipeline
 from mssl_tf.eval import metrics
 

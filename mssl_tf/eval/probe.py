@@ -17,11 +17,11 @@ import os
 import re
 import time
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
+import gin
 import mssl_tf
 from mssl_tf.data import pipeline
 from mssl_tf.eval import embed, metrics, train_head

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from mssl_tf.eval import published
 

@@ -14,8 +14,8 @@ import logging
 import keras
 import numpy as np
 
-from mssl_tf.eval.schedule import EarlyStoppingTorch, ReduceLROnPlateauTorch
 from mssl_tf.eval.optimizer import TorchAdam
+from mssl_tf.eval.schedule import EarlyStoppingTorch, ReduceLROnPlateauTorch
 from mssl_tf.models import build_probe_head
 
 logger = logging.getLogger(__name__)

@@ -306,7 +306,7 @@ class ExportedModel:
             raise TypeError(f"{name} expects float32 waveforms in [-1, 1], got {x.dtype}; convert "
                             "with x.astype(np.float32) (int16 PCM: x / 32768).")
         if len(x.shape) != ndim:
-            want = ("[batch, %d]" % self.crop_len) if ndim == 2 else "[samples] (mono)"
+            want = f"[batch, {self.crop_len}]" if ndim == 2 else "[samples] (mono)"
             raise ValueError(f"{name} expects a {ndim}-D waveform shaped {want}, got shape "
                              f"{tuple(x.shape)}; mix stereo to mono and resample to "
                              f"{self.info['sample_rate']} Hz first.")

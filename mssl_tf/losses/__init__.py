@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mssl_tf.losses.ntxent import nt_xent_loss
 from mssl_tf.losses.vicreg import vicreg_loss

@@ -13,7 +13,7 @@ embeddings from a mixed-precision model neither overflow nor lose the small cova
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from keras import ops
 

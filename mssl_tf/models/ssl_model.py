@@ -8,7 +8,7 @@ so the same model trains under tf.distribute (TPU, GPUs, CPU) and under JAX's Da
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -95,7 +95,8 @@ class SSLModel(keras.Model):
         self.stats_groups = int(stats_groups)
         self.collapse_monitors = collapse_monitors
         # Trackers held in dicts are tracked by Keras (they appear in `self.metrics` and are
-        # reset every epoch). Term names come from a dry run on a tiny batch, so trackers exist before tracing.
+        # reset every epoch). Term names come from a dry run on a tiny batch, so trackers exist
+        # before tracing.
         probe = np.random.default_rng(0).standard_normal((4, 3)).astype("float32")
         _, terms = loss_fn(probe, probe[::-1], **self.loss_kwargs)
         self.term_names = [k for k in terms if k != "nt_xent"]

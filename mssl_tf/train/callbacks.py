@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import os
 
-import gin
 import keras
 import tensorflow as tf
 
+import gin
 from mssl_tf.train import checkpoints
 
 

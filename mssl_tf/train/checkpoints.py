@@ -94,7 +94,8 @@ def build_encoder_from_run(model_dir: str) -> keras.Model:
 def list_snapshots(model_dir: str) -> dict[int, str]:
     """Milestone snapshots of a run, {epoch: path}."""
     found = {}
-    for path in tf.io.gfile.glob(os.path.join(model_dir, SNAPSHOT_DIR, "encoder_epoch_*.weights.h5")):
+    pattern = os.path.join(model_dir, SNAPSHOT_DIR, "encoder_epoch_*.weights.h5")
+    for path in tf.io.gfile.glob(pattern):
         stem = os.path.basename(path)[len("encoder_epoch_"):-len(".weights.h5")]
         if stem.isdigit():
             found[int(stem)] = path

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
 
-import gin
 import keras
 import tensorflow as tf
 
+import gin
 import mssl_tf
 from mssl_tf import configurables, distribute
 from mssl_tf.data import pipeline
@@ -41,8 +41,8 @@ def _resolve_precision(precision: str, strategy) -> str:
 
 
 def _encoder_spec(encoder: keras.Model, crop_len: int) -> dict:
-    widths = [l.filters for l in encoder.layers
-              if l.name.startswith("block") and l.name.endswith("_conv")]
+    widths = [layer.filters for layer in encoder.layers
+              if layer.name.startswith("block") and layer.name.endswith("_conv")]
     return {"rep_dim": int(encoder.output_shape[-1]), "crop_len": crop_len,
             "widths": widths or list(DEFAULT_WIDTHS)}
 

@@ -52,7 +52,8 @@ def test_seeded_pipeline_is_deterministic(shards):
 
 def test_crop_start_covers_whole_range():
     audio = tf.range(10, dtype=tf.float32)
-    starts = {int(crops.random_crop(audio, 4, tf.constant([i, 0], tf.int64))[0]) for i in range(200)}
+    starts = {int(crops.random_crop(audio, 4, tf.constant([i, 0], tf.int64))[0])
+              for i in range(200)}
     assert starts == set(range(7))  # 0 .. len - crop inclusive
 
 
@@ -108,7 +109,8 @@ def test_chunk_dataset_keeps_order_and_values(shards):
     for t, c in zip(tracks, chunked):
         n = crops.num_chunks(int(t["num_samples"]), CROP)
         assert int(c["num_chunks"]) == n
-        np.testing.assert_array_equal(c["chunks"].numpy().reshape(-1), t["audio"].numpy()[:n * CROP])
+        np.testing.assert_array_equal(c["chunks"].numpy().reshape(-1),
+                                      t["audio"].numpy()[:n * CROP])
         assert c["track_id"].numpy() == t["track_id"].numpy()
 
 

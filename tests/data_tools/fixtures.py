@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -417,7 +417,7 @@ def make_fma_tree(root: str, seconds: float = 3.0, broken: bool = True,
 
 
 def make_folder_tree(root: str, seconds: float = 3.0,
-                     labels: Optional[dict[str, Sequence[str]]] = None) -> FixtureTree:
+                     labels: dict[str, Sequence[str]] | None = None) -> FixtureTree:
     """A user's folder of mixed formats (wav, mp3, flac, ogg, au; nested folders; stereo, 48 kHz),
     with a labels.csv when `labels` (relative path -> tags) is given."""
     audio_dir = os.path.join(root, "my_music")

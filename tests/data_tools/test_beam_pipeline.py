@@ -4,9 +4,11 @@ import pytest
 
 pytest.importorskip("apache_beam", reason="the optional `beam` extra is not installed")
 
-from data_tools import beam_pipeline  # noqa: E402
+from data_tools import (
+    beam_pipeline,  # noqa: E402
+    tfrecord_lib,  # noqa: E402
+)
 from data_tools import manifest as manifest_lib  # noqa: E402
-from data_tools import tfrecord_lib  # noqa: E402
 from data_tools.datasets import gtzan  # noqa: E402
 from tests.data_tools import fixtures  # noqa: E402
 

@@ -79,7 +79,8 @@ def test_gtzan_from_a_bucket_gives_the_same_shards(tmp_path):
     tree = fixtures.make_gtzan_tree(str(tmp_path / "local"), seconds=3.0)
     split_dir = fixtures.write_gtzan_split_dir(str(tmp_path / "local" / "lists"),
                                                fixtures.gtzan_reference_lists())
-    remote_audio, remote_lists = fixtures.upload_tree(tree.audio_dir), fixtures.upload_tree(split_dir)
+    remote_audio = fixtures.upload_tree(tree.audio_dir)
+    remote_lists = fixtures.upload_tree(split_dir)
     local = gtzan.list_tracks(tree.audio_dir, split_dir=split_dir)
     remote = gtzan.list_tracks(remote_audio, split_dir=remote_lists)
     assert [t.track_id for t in remote.tracks] == [t.track_id for t in local.tracks]

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_tools import audio_io, prepare
+from data_tools import audio_io, prepare, tfrecord_lib
 from data_tools import manifest as manifest_lib
-from data_tools import tfrecord_lib
 from data_tools.datasets import folder
 from mssl_tf.data import features, pipeline
 from tests.data_tools import fixtures

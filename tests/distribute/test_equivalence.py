@@ -28,7 +28,7 @@ def _build(objective, collectives, optimizer):
     encoder = build_sample_cnn(8, crop_len=CROP, widths=WIDTHS, synchronized_bn=True)
     kind = "vicreg" if objective == "vicreg" else "clmr"
     projector = build_projector(kind, "16-8", 8)
-    projector_bn = [l for l in projector.layers if "bn" in l.name]
+    projector_bn = [layer for layer in projector.layers if "bn" in layer.name]
     for layer in projector_bn:
         layer.synchronized = True
     model = SSLModel(encoder, projector, losses.get_loss(objective), collectives=collectives)

@@ -4,9 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from mssl_tf.eval.schedule import (EarlyStoppingTorch, EarlyStopRule, PlateauRule,
-                                    ReduceLROnPlateauTorch)
 from mssl_tf.eval.optimizer import TorchAdam
+from mssl_tf.eval.schedule import (
+    EarlyStoppingTorch,
+    EarlyStopRule,
+    PlateauRule,
+    ReduceLROnPlateauTorch,
+)
 
 
 def _torch_plateau(values, lr=1e-3, factor=0.1, patience=5, threshold=1e-4):

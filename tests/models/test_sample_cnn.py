@@ -17,15 +17,15 @@ def test_parameter_count_matches_clmr():
 
 def test_layer_list_matches_clmr():
     model = build_sample_cnn(512)
-    convs = [l for l in model.layers if l.__class__.__name__ == "Conv1D"]
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv1D"]
     assert [c.filters for c in convs] == [128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512]
     assert [c.strides[0] for c in convs] == [3] + [1] * 10
     assert [c.padding for c in convs] == ["valid"] + ["same"] * 10
     assert all(c.kernel_size == (3,) and c.use_bias for c in convs)
-    bns = [l for l in model.layers if l.__class__.__name__ == "BatchNormalization"]
+    bns = [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
     assert len(bns) == 11
     assert all(b.momentum == 0.9 and b.epsilon == 1e-5 for b in bns)
-    pools = [l for l in model.layers if l.__class__.__name__ == "MaxPooling1D"]
+    pools = [layer for layer in model.layers if layer.__class__.__name__ == "MaxPooling1D"]
     assert len(pools) == 9 and all(p.pool_size == (3,) and p.strides == (3,) for p in pools)
 
 

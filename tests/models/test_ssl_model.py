@@ -6,8 +6,7 @@ import pytest
 
 from mssl_tf import losses
 from mssl_tf.augment import AudioAugment
-from mssl_tf.models import (SSLModel, build_projector, build_sample_cnn, effective_rank,
-                            mean_std)
+from mssl_tf.models import SSLModel, build_projector, build_sample_cnn, effective_rank, mean_std
 from mssl_tf.models.heads import parse_spec
 
 CROP = 729
@@ -94,11 +93,11 @@ def test_projector_specs():
     with pytest.raises(ValueError, match="widths joined by '-'"):
         parse_spec("512x128")
     vic = build_projector("vicreg", "64-64-32", 16)
-    dense = [l for l in vic.layers if l.__class__.__name__ == "Dense"]
+    dense = [layer for layer in vic.layers if layer.__class__.__name__ == "Dense"]
     assert [d.units for d in dense] == [64, 64, 32]
     assert [d.use_bias for d in dense] == [True, True, False]
-    assert sum(l.__class__.__name__ == "BatchNormalization" for l in vic.layers) == 2
+    assert sum(layer.__class__.__name__ == "BatchNormalization" for layer in vic.layers) == 2
     clmr = build_projector("clmr", "512-128", 512)
-    dense = [l for l in clmr.layers if l.__class__.__name__ == "Dense"]
+    dense = [layer for layer in clmr.layers if layer.__class__.__name__ == "Dense"]
     assert [d.units for d in dense] == [512, 128] and not any(d.use_bias for d in dense)
-    assert not any(l.__class__.__name__ == "BatchNormalization" for l in clmr.layers)
+    assert not any(layer.__class__.__name__ == "BatchNormalization" for layer in clmr.layers)

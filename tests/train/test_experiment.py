@@ -8,7 +8,6 @@ import sys
 import textwrap
 import time
 
-import gin
 import numpy as np
 import pytest
 
