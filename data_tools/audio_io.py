@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from data_tools import fileio
+from mssl_tf import fileio
 
 # Extensions the folder dataset picks up (matched case-insensitively).
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".au")

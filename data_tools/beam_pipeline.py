@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from data_tools import audio_io, tfrecord_lib
 from data_tools import manifest as manifest_lib
 from data_tools.datasets.common import Listing
+from mssl_tf import constants, fileio
 from mssl_tf.data import features
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,13 @@ def _write(keyed: tuple, out_dir: str, plans: dict) -> str:
             yield tfrecord_lib.encode_record(result)
 
     record.update(tfrecord_lib.write_shard(os.path.join(out_dir, name), records()))
-    manifest_lib.write_json(os.path.join(out_dir, tfrecord_lib.PROGRESS_DIR, name + ".json"),
+    fileio.write_json(os.path.join(out_dir, manifest_lib.PROGRESS_DIR, name + ".json"),
                             record)
     return name
 
 
 def convert(listing: Listing, out_dir: str, *, runner: str = "DirectRunner",
-            shard_bytes: int = 200 * 2**20, tracks_per_shard: int | None = None,
+            shard_bytes: int = constants.SHARD_BYTES, tracks_per_shard: int | None = None,
             command: str = "", overwrite: bool = False,
             pipeline_args: Sequence[str] = ()) -> dict:
     """Converts a listing into shards + manifest with a Beam pipeline.
@@ -89,7 +90,7 @@ def convert(listing: Listing, out_dir: str, *, runner: str = "DirectRunner",
     existing = manifest_lib.prepare_out_dir(out_dir, listing.dataset, fingerprint, overwrite)
     if existing is not None:
         return existing
-    progress_dir = os.path.join(out_dir, tfrecord_lib.PROGRESS_DIR)
+    progress_dir = os.path.join(out_dir, manifest_lib.PROGRESS_DIR)
     done = manifest_lib.finished_shards(out_dir, progress_dir, [p.name for p in plans])
     todo = {p.name: p for p in plans if p.name not in done}
     items = [(p.name, i, spec) for p in todo.values() for i, spec in enumerate(p.tracks)]
@@ -109,6 +110,7 @@ def convert(listing: Listing, out_dir: str, *, runner: str = "DirectRunner",
         raise RuntimeError(f"Beam run ended without shards {missing[:3]}...; rerun to finish")
     manifest = manifest_lib.build_manifest(listing, plans, done, fingerprint, command)
     manifest["runner"] = runner
-    manifest_lib.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest)
+    fileio.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest, indent=1,
+                      sort_keys=False)
     tf.io.gfile.rmtree(progress_dir)
     return manifest

@@ -9,48 +9,18 @@ made it. All file access goes through tf.io.gfile, so `out_dir` may be a gs:// p
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
 from data_tools.datasets.common import Listing
+from mssl_tf import fileio
 from mssl_tf.data import features
+from mssl_tf.version import __version__
 
-PROGRESS_DIR = ".mssl_prepare"
+PROGRESS_DIR = ".mssl_prepare"  # per-shard completion records while a conversion runs
 PLAN_NAME = "plan.json"
-
-
-def write_json(path: str, payload: Mapping) -> None:
-    """Writes JSON atomically (temporary name, then rename), creating the folder."""
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    tmp = path + ".incomplete"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(payload, indent=1, sort_keys=False) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def read_json(path: str) -> dict:
-    """Reads a JSON file (local or gs://)."""
-    with tf.io.gfile.GFile(path, "r") as f:
-        return json.loads(f.read())
-
-
-def read_manifest(out_dir: str) -> dict:
-    """Reads `out_dir/manifest.json` and checks its schema version.
-
-    Raises:
-      FileNotFoundError: no manifest (the conversion has not finished).
-      ValueError: a manifest of another schema version.
-    """
-    path = os.path.join(out_dir, features.MANIFEST_NAME)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: run `mssl-prepare` (or rerun it to finish an "
-                                "interrupted conversion)")
-    manifest = read_json(path)
-    features.validate_manifest(manifest, path)
-    return manifest
 
 
 def _shard_files(out_dir: str) -> list[str]:
@@ -91,7 +61,7 @@ def prepare_out_dir(out_dir: str, dataset: str, fingerprint: str,
     problems = []
     manifest_path = os.path.join(out_dir, features.MANIFEST_NAME)
     if tf.io.gfile.exists(manifest_path):
-        manifest = read_json(manifest_path)
+        manifest = fileio.read_json(manifest_path)
         if manifest.get("schema_version") != features.SCHEMA_VERSION:
             problems.append(f"{manifest_path} is of schema version "
                             f"{manifest.get('schema_version')!r}, this tool writes "
@@ -108,14 +78,15 @@ def prepare_out_dir(out_dir: str, dataset: str, fingerprint: str,
     if others:
         problems.append(f"{out_dir} holds shards of other datasets: {', '.join(others)}")
     plan_path = os.path.join(out_dir, PROGRESS_DIR, PLAN_NAME)
-    if tf.io.gfile.exists(plan_path) and read_json(plan_path).get("fingerprint") != fingerprint:
+    if (tf.io.gfile.exists(plan_path)
+            and fileio.read_json(plan_path).get("fingerprint") != fingerprint):
         problems.append(f"{out_dir} holds an unfinished conversion of other input or options")
     if problems and not overwrite:
         raise ValueError("; ".join(problems) + ". " + fix)
     if overwrite:
         _clear(out_dir)
     if not tf.io.gfile.exists(plan_path):
-        write_json(plan_path, {"fingerprint": fingerprint})
+        fileio.write_json(plan_path, {"fingerprint": fingerprint})
     return None
 
 
@@ -135,19 +106,13 @@ def finished_shards(out_dir: str, progress_dir: str, names: Sequence[str]) -> di
         path = os.path.join(out_dir, name)
         record_path = os.path.join(progress_dir, name + ".json")
         if tf.io.gfile.exists(record_path) and tf.io.gfile.exists(path):
-            record = read_json(record_path)
+            record = fileio.read_json(record_path)
             if tf.io.gfile.stat(path).length == record.get("bytes"):
                 done[name] = record
                 continue
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
     return done
-
-
-def package_version() -> str:
-    """mssl_tf's version string."""
-    import mssl_tf  # noqa: PLC0415
-    return mssl_tf.__version__
 
 
 def build_manifest(listing: Listing, plans: Sequence, shard_records: Mapping[str, dict],
@@ -188,7 +153,7 @@ def build_manifest(listing: Listing, plans: Sequence, shard_records: Mapping[str
         "clipped_samples": clipped,
         "plan_fingerprint": fingerprint,
         "command": command,
-        "mssl_tf_version": package_version(),
+        "mssl_tf_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     manifest.update(listing.extra)
@@ -229,7 +194,7 @@ def verify(out_dir: str) -> list[str]:
       Problems found (empty when the output is complete and consistent).
     """
     try:
-        manifest = read_manifest(out_dir)
+        manifest = fileio.read_manifest(out_dir)
     except (FileNotFoundError, ValueError) as error:
         return [str(error)]
     problems = []
@@ -244,8 +209,7 @@ def verify(out_dir: str) -> list[str]:
             if not tf.io.gfile.exists(path):
                 problems.append(f"{path}: listed in the manifest but missing")
                 continue
-            from data_tools.tfrecord_lib import sha256_file  # noqa: PLC0415  tfrecord_lib imports this module
-            if sha256_file(path) != shard["sha256"]:
+            if fileio.sha256_file(path) != shard["sha256"]:
                 problems.append(f"{path}: sha256 differs from the manifest (file changed or "
                                 "truncated)")
             count = 0

@@ -22,6 +22,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from mssl_tf import fileio
+
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out_dir", required=True, help="output folder (local or gs://)")
@@ -114,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in problems:
             print(f"FAIL {problem}", file=sys.stderr)
         if not problems:
-            m = manifest_lib.read_manifest(args.out_dir)
+            m = fileio.read_manifest(args.out_dir)
             counts = ", ".join(f"{s} {e['num_tracks']}" for s, e in m["splits"].items())
             print(f"OK {args.out_dir}: {m['dataset']}, {counts}")
         return 1 if problems else 0

@@ -30,11 +30,11 @@ from data_tools import audio_io
 from data_tools import manifest as manifest_lib
 from data_tools.audio_io import DecodedTrack, SkippedTrack, TrackSpec
 from data_tools.datasets.common import Listing
+from mssl_tf import constants, fileio
 from mssl_tf.data import features
 
 log = logging.getLogger(__name__)
 
-PROGRESS_DIR = ".mssl_prepare"  # per-shard completion records while a conversion runs
 INCOMPLETE_SUFFIX = ".incomplete"
 BYTES_PER_SAMPLE = 2  # int16
 
@@ -63,7 +63,7 @@ def order_tracks(tracks: Sequence[TrackSpec], seed: int = 0) -> list[TrackSpec]:
 
 
 def plan_shards(dataset: str, tracks: Sequence[TrackSpec], est_seconds: Sequence[float], *,
-                sample_rate: int = features.SAMPLE_RATE, shard_bytes: int = 200 * 2**20,
+                sample_rate: int = features.SAMPLE_RATE, shard_bytes: int = constants.SHARD_BYTES,
                 tracks_per_shard: int | None = None) -> list[ShardPlan]:
     """Splits the tracks of every split into shards of about `shard_bytes` of audio.
 
@@ -124,18 +124,6 @@ def encode_record(track: DecodedTrack, sample_rate: int = features.SAMPLE_RATE) 
                                       sample_rate=sample_rate)
 
 
-def sha256_file(path: str) -> str:
-    """sha256 of a local or gs:// file."""
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while True:
-            block = f.read(8 * 2**20)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_shard(path: str, records: Iterable[bytes]) -> dict:
     """Writes records to `path` atomically: a temporary name first, renamed when complete.
 
@@ -154,7 +142,8 @@ def write_shard(path: str, records: Iterable[bytes]) -> dict:
         if tf.io.gfile.exists(tmp):
             tf.io.gfile.remove(tmp)
         raise
-    info = {"num_records": count, "sha256": sha256_file(tmp), "bytes": tf.io.gfile.stat(tmp).length}
+    info = {"num_records": count, "sha256": fileio.sha256_file(tmp),
+            "bytes": tf.io.gfile.stat(tmp).length}
     tf.io.gfile.rename(tmp, path, overwrite=True)
     return info
 
@@ -253,7 +242,7 @@ def _shard_records(plan: ShardPlan, results: Iterator, record: dict, bar) -> Ite
 
 
 def convert(listing: Listing, out_dir: str, *, workers: int | None = None,
-            shard_bytes: int = 200 * 2**20, tracks_per_shard: int | None = None,
+            shard_bytes: int = constants.SHARD_BYTES, tracks_per_shard: int | None = None,
             command: str = "", overwrite: bool = False, progress: bool = True,
             on_shard_done: Callable[[str], None] | None = None) -> dict:
     """Converts a listing into sharded TFRecords plus manifest.json in `out_dir`.
@@ -293,7 +282,7 @@ def convert(listing: Listing, out_dir: str, *, workers: int | None = None,
                  out_dir)
         return existing
 
-    progress_dir = os.path.join(out_dir, PROGRESS_DIR)
+    progress_dir = os.path.join(out_dir, manifest_lib.PROGRESS_DIR)
     done = manifest_lib.finished_shards(out_dir, progress_dir, [p.name for p in plans])
     todo = [p for p in plans if p.name not in done]
     if done:
@@ -309,12 +298,13 @@ def convert(listing: Listing, out_dir: str, *, workers: int | None = None,
                       "clipped_samples": 0}
             record.update(write_shard(os.path.join(out_dir, plan.name),
                                       _shard_records(plan, results, record, bar)))
-            manifest_lib.write_json(os.path.join(progress_dir, plan.name + ".json"), record)
+            fileio.write_json(os.path.join(progress_dir, plan.name + ".json"), record)
             done[plan.name] = record
             if on_shard_done is not None:
                 on_shard_done(plan.name)
     results.close()
     manifest = manifest_lib.build_manifest(listing, plans, done, fingerprint, command)
-    manifest_lib.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest)
+    fileio.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest, indent=1,
+                      sort_keys=False)
     tf.io.gfile.rmtree(progress_dir)
     return manifest

@@ -1,20 +1,37 @@
 """mssl_tf: self-supervised music representation learning (VICReg, CLMR) in Keras 3.
 
-Importing the package registers every gin configurable. The keras-only core (models, losses,
-augment, optim) imports on any Keras backend; the TensorFlow parts (data, distribute, train,
-eval, export) are imported only when TensorFlow is installed, so the JAX-only GPU benchmark
-machine can use the core without it.
+Subpackages load on first use (`mssl_tf.models`, `mssl_tf.train`, ...), so importing the package,
+`mssl_tf.fileio` or `mssl_tf.constants` costs neither TensorFlow nor Keras: the conversion
+workers and every command's `--help` stay fast. `mssl_tf.gin_utils.register_configurables()`
+imports every module that registers gin configurables; `gin_utils.parse` calls it.
+
+The Keras-only core (models, losses, augment, optim) runs on any Keras backend without
+TensorFlow; data, distribute, train, eval and export need TensorFlow.
 """
 
+from __future__ import annotations
+
+import importlib
 import importlib.util
 
-__version__ = "0.1.0"
+from mssl_tf.version import __version__
 
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 
-# Keras-only core: importable on any backend, with or without TensorFlow.
-from mssl_tf import augment, configurables, losses, models, optim  # noqa: E402,F401
+_SUBMODULES = frozenset({
+    "augment", "cli", "configurables", "constants", "data", "demo", "distribute", "eval",
+    "export", "fileio", "gin_utils", "losses", "models", "optim", "rundir", "train", "version",
+})
 
-if HAS_TENSORFLOW:
-    # TensorFlow side: input pipeline, strategies, training entry points, evaluation, export.
-    from mssl_tf import data, distribute, eval, export, train  # noqa: E402,F401
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"mssl_tf.{name}")
+    raise AttributeError(f"module 'mssl_tf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES})
+
+
+__all__ = ["HAS_TENSORFLOW", "__version__"]

@@ -8,9 +8,9 @@ directly crashes Keras 3). The library calls the registered versions below so bi
 
 from collections.abc import Callable
 
+import gin
 import keras
 
-import gin
 from mssl_tf import augment, losses, models, optim
 
 # Keras built-ins used from gin/optimization/*.gin.

@@ -8,14 +8,16 @@ or the user says `--allow_config_change`.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+import io
 import os
 import re
 import sys
 
-import tensorflow as tf
-
 import gin
+
+from mssl_tf import fileio
 
 CONFIG_NAME = "config.gin"
 
@@ -28,6 +30,24 @@ def _gin_dir() -> str:
 
 
 GIN_DIR = _gin_dir()
+
+# Modules whose import registers gin configurables (the Keras-only core first; the TensorFlow
+# side only where TensorFlow is installed).
+_CORE_MODULES = ("mssl_tf.configurables",)
+_TF_MODULES = ("mssl_tf.train.experiment", "mssl_tf.eval.probe", "mssl_tf.eval.monitor")
+
+
+def register_configurables() -> None:
+    """Imports every module that registers gin configurables (idempotent)."""
+    import mssl_tf  # noqa: PLC0415  (the package itself is light: subpackages load lazily)
+
+    for name in _CORE_MODULES + (_TF_MODULES if mssl_tf.HAS_TENSORFLOW else ()):
+        importlib.import_module(name)
+
+
+# gin reads gin files with open(); files on gs:// go through mssl_tf.fileio instead.
+gin.config.register_file_reader(lambda p: io.StringIO(fileio.read_text(p)),
+                                lambda p: fileio.is_remote(p) and fileio.isfile(p))
 
 
 def search_paths(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -102,6 +122,7 @@ def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: s
     Raises:
       ValueError: unknown names (with close matches), or a resumed run whose config changed.
     """
+    register_configurables()
     gin.clear_config()
     # `include` lines inside gin files name files relative to gin/ (checked first, so gin does
     # not log misses for the common case) or to the working directory and `extra` folders.
@@ -111,9 +132,8 @@ def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: s
                  if "://" not in f else f for f in gin_files]
     saved_path = os.path.join(model_dir, CONFIG_NAME) if model_dir else None
     saved = None
-    if saved_path and tf.io.gfile.exists(saved_path):
-        with tf.io.gfile.GFile(saved_path, "r") as f:
-            saved = f.read()
+    if saved_path and fileio.exists(saved_path):
+        saved = fileio.read_text(saved_path)
     try:
         if saved is not None:
             gin.parse_config(saved)
@@ -133,9 +153,6 @@ def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: s
             f"{model_dir!r} holds a run with another config; resuming it with this one would mix "
             f"two experiments:\n{diff}\nUse a new --model_dir, or pass --allow_config_change to "
             "resume with the new values.")
-    if model_dir:
-        tf.io.gfile.makedirs(model_dir)
-        if saved is None or saved != config:
-            with tf.io.gfile.GFile(saved_path, "w") as f:
-                f.write(config)
+    if model_dir and (saved is None or saved != config):
+        fileio.write_text(saved_path, config)
     return config

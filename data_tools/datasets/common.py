@@ -11,8 +11,8 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 
-from data_tools import fileio
 from data_tools.audio_io import TrackSpec
+from mssl_tf import fileio
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train",

@@ -13,8 +13,8 @@ import ast
 import csv
 import sys
 
-from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split
+from mssl_tf import fileio
 
 SUBSETS = ("small", "medium", "large")
 REQUIRED_COLUMNS = (("set", "split"), ("set", "subset"), ("track", "genre_top"),

@@ -13,8 +13,9 @@ import csv
 import os
 import re
 
-from data_tools import audio_io, fileio
+from data_tools import audio_io
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split, stable_fraction
+from mssl_tf import fileio
 
 
 def find_audio(audio_dir: str) -> list[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder
+from mssl_tf import fileio
 
 SPLIT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits", "gtzan")
 LIST_FILES = {"train": "train_filtered.txt", "valid": "valid_filtered.txt",

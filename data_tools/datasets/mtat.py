@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data_tools import fileio
 from data_tools.datasets.common import Listing, ListingBuilder, normalise_split
+from mssl_tf import fileio
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from mssl_tf.data import crops, features, pipeline
 from mssl_tf.data.pipeline import (
                                    chunk_dataset,
                                    list_shards,
-                                   read_manifest,
                                    single_crop_dataset,
                                    steps_per_epoch,
                                    track_dataset,

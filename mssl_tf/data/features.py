@@ -8,21 +8,23 @@ record of a dataset (empty when the dataset has no labels), the split name and t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-SCHEMA_VERSION = 1
-SAMPLE_RATE = 22050
-CROP_LEN = 59049  # 3**10: SampleCNN reduces it to length 1.
-SPLITS = ("train", "valid", "test")
-MANIFEST_NAME = "manifest.json"
+from mssl_tf.constants import (  # noqa: F401  (the schema's names, re-exported)
+    CROP_LEN,
+    MANIFEST_NAME,
+    SAMPLE_RATE,
+    SCHEMA_VERSION,
+    SHARD_PATTERN,
+    SHARD_REGEX,
+    SPLITS,
+)
 
 # Shard names: <dataset>-<split>-NNNNN-of-NNNNN.tfrecord
-SHARD_PATTERN = "{dataset}-{split}-{index:05d}-of-{count:05d}.tfrecord"
-SHARD_RE = re.compile(
-    r"^(?P<dataset>.+)-(?P<split>train|valid|test)-(?P<index>\d{5})-of-(?P<count>\d{5})\.tfrecord$")
+SHARD_RE = re.compile(SHARD_REGEX)
 
 
 def shard_name(dataset: str, split: str, index: int, count: int) -> str:
@@ -152,12 +154,3 @@ def parse_example_numpy(serialized: bytes) -> dict[str, object]:
         "split": f["split"].bytes_list.value[0].decode("utf-8"),
         "schema_version": int(f["schema_version"].int64_list.value[0]),
     }
-
-
-def validate_manifest(manifest: Mapping, path: str = MANIFEST_NAME) -> None:
-    """Raises ValueError naming `path` when a manifest is of another schema version."""
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(
-            f"{path}: schema_version {version!r}, this mssl_tf reads {SCHEMA_VERSION}. "
-            "Re-run `mssl-prepare` with this version to rewrite the shards.")

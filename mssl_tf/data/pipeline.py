@@ -7,33 +7,14 @@ only: augmentation runs later, on the accelerator, inside the training step.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 
 import tensorflow as tf
 
+from mssl_tf import fileio
 from mssl_tf.data import crops, features
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-def read_manifest(data_dir: str) -> dict:
-    """Reads `data_dir/manifest.json` written by `mssl-prepare`.
-
-    Raises:
-      FileNotFoundError: when there is no manifest, with the command that writes one.
-      ValueError: when the shards are of another schema version.
-    """
-    path = os.path.join(data_dir, features.MANIFEST_NAME)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"No {features.MANIFEST_NAME} in {data_dir!r}. Point --data_dir at the output folder "
-            "of `mssl-prepare` (e.g. `mssl-prepare gtzan --audio_dir genres --out_dir DIR`).")
-    with tf.io.gfile.GFile(path, "r") as f:
-        manifest = json.load(f)
-    features.validate_manifest(manifest, path)
-    return manifest
 
 
 def list_shards(data_dir: str, split: str) -> list[str]:
@@ -56,7 +37,7 @@ def list_shards(data_dir: str, split: str) -> list[str]:
 def split_size(data_dir: str, split: str) -> int | None:
     """Number of tracks of a split from the manifest, or None when there is no manifest."""
     try:
-        manifest = read_manifest(data_dir)
+        manifest = fileio.read_manifest(data_dir)
     except FileNotFoundError:
         return None
     return int(manifest.get("splits", {}).get(split, {}).get("num_tracks", 0))
@@ -228,14 +209,3 @@ def chunk_dataset(data_dir: str, split: str = "test", *, crop_len: int = feature
                 "track_id": track["track_id"]}
 
     return ds.map(_chunks, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-
-
-def log_dataset_summary(data_dir: str) -> None:
-    """Logs dataset name and per-split counts from the manifest (if any)."""
-    try:
-        manifest = read_manifest(data_dir)
-    except FileNotFoundError:
-        logging.info("Reading shards from %s (no manifest)", data_dir)
-        return
-    counts = {k: v.get("num_tracks") for k, v in manifest.get("splits", {}).items()}
-    logging.info("Dataset %s from %s: %s", manifest.get("dataset"), data_dir, counts)

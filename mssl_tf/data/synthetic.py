@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from mssl_tf import fileio
 from mssl_tf.data import features
 
 DEFAULT_TAGS = ("low", "mid", "high", "pulse")
@@ -82,6 +82,5 @@ def write_synthetic_dataset(out_dir: str, *, num_tracks: dict[str, int] | None =
                 digest = hashlib.sha256(f.read()).hexdigest()
             shards.append({"file": name, "num_records": len(part), "sha256": digest})
         manifest["splits"][split] = {"num_tracks": count, "shards": shards}
-    with tf.io.gfile.GFile(os.path.join(out_dir, features.MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f, indent=2)
+    fileio.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest)
     return manifest

@@ -8,7 +8,6 @@ SavedModel, results.md / results.json and the figures.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,6 +15,7 @@ import time
 
 import numpy as np
 
+from mssl_tf import fileio
 from mssl_tf.demo import corpus, summary
 
 # What `--quick` changes (tests, CI): fewer and shorter clips, one epoch, a short probe.
@@ -60,8 +60,7 @@ def _prepare(audio_dir: str, labels_csv: str, shards_dir: str, progress: bool) -
     status = prepare.main(argv)
     if status != 0:
         raise RuntimeError(f"mssl-prepare failed with status {status} (see the messages above)")
-    from mssl_tf.data import pipeline  # noqa: PLC0415
-    return pipeline.read_manifest(shards_dir)
+    return fileio.read_manifest(shards_dir)
 
 
 def _pretrain(run_dir: str, gin_file: str, shards_dir: str, epochs: int, verbose) -> dict:
@@ -186,11 +185,10 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
                "dataset": {"tag_names": manifest.get("tag_names"),
                            "splits": {s: v["num_tracks"] for s, v in manifest["splits"].items()}},
                "runs": runs, "export": export_info, "figures": figures}
-    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2, default=_json_default)
+    fileio.write_json(os.path.join(out_dir, "results.json"), results, sort_keys=False,
+                      default=_json_default)
     text = _results_markdown(table, results)
-    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(text)
+    fileio.write_text(os.path.join(out_dir, "results.md"), text)
     _say("\n" + text)
     return results
 

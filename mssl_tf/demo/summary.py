@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from mssl_tf import fileio
+
 METRICS = (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("clip_roc_auc", "clip ROC-AUC"),
            ("clip_pr_auc", "clip PR-AUC"))
 
@@ -68,7 +70,8 @@ def write_figures(out_dir: str, rows: list[dict], histories: dict[str, dict],
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "probe_metrics.png"))
-    fig.savefig(paths[-1], dpi=120)
+    with fileio.atomic_output(paths[-1]) as local:
+        fig.savefig(local, dpi=120)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, max(1, len(histories)), figsize=(4.2 * len(histories), 3.2),
@@ -84,7 +87,8 @@ def write_figures(out_dir: str, rows: list[dict], histories: dict[str, dict],
         ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "pretrain_loss.png"))
-    fig.savefig(paths[-1], dpi=120)
+    with fileio.atomic_output(paths[-1]) as local:
+        fig.savefig(local, dpi=120)
     plt.close(fig)
 
     tags = list(next(iter(per_tag.values())).keys()) if per_tag else []
@@ -103,6 +107,7 @@ def write_figures(out_dir: str, rows: list[dict], histories: dict[str, dict],
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "per_tag_roc_auc.png"))
-    fig.savefig(paths[-1], dpi=120)
+    with fileio.atomic_output(paths[-1]) as local:
+        fig.savefig(local, dpi=120)
     plt.close(fig)
     return paths

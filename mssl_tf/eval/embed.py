@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import weakref
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from mssl_tf import fileio
 from mssl_tf.data import pipeline
 
 logger = logging.getLogger(__name__)
@@ -219,9 +219,5 @@ def cached(path: str, key: dict, compute: Callable[[], dict]) -> dict:
     data = compute()
     buf = io.BytesIO()
     np.savez(buf, cache_key=np.asarray(key_json), **data)
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    fileio.write_bytes(path, buf.getvalue())
     return {**data, "cache_hit": False}

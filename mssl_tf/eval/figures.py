@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mssl_tf import fileio
 from mssl_tf.eval import published  # noqa: E402
 
 COLORS = {"CLMR": "tab:blue", "VICReg": "tab:orange"}
@@ -97,7 +98,8 @@ def _figure(records: list[dict], key: str, thesis: dict, methods: tuple[str, ...
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.12, 1, 0.95))
-    fig.savefig(path, dpi=120)
+    with fileio.atomic_output(path) as local:
+        fig.savefig(local, dpi=120)
     plt.close(fig)
     return path
 
@@ -153,7 +155,8 @@ def _heatmap(records: list[dict], path: str) -> str | None:
         fig.colorbar(image, ax=ax, label="PR-AUC / best of column")
     fig.suptitle("VICReg MTAT PR-AUC, normalized per representation size (Figure B.3)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with fileio.atomic_output(path) as local:
+        fig.savefig(local, dpi=120)
     plt.close(fig)
     return path
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import warnings
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
@@ -25,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
-import gin
+from mssl_tf import fileio
 from mssl_tf.data import pipeline
 from mssl_tf.eval import metrics
 
@@ -90,7 +91,7 @@ class ProbeMonitor(keras.callbacks.Callback):
         self.max_tracks, self.crop_len, self.batch_size = max_tracks, crop_len, batch_size
         self.at_first_epoch, self.log_dir, self.prefix = at_first_epoch, log_dir, prefix
         self.encoder_attr, self.seed = encoder_attr, seed
-        manifest = pipeline.read_manifest(data_dir)
+        manifest = fileio.read_manifest(data_dir)
         if not int(manifest.get("num_labels") or 0):
             raise ValueError(f"ProbeMonitor needs labelled shards; {data_dir!r} (dataset "
                              f"{manifest.get('dataset')!r}) has no labels.")

@@ -17,15 +17,14 @@ import os
 import re
 import time
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
-import gin
-import mssl_tf
-from mssl_tf.data import pipeline
+from mssl_tf import fileio, rundir
 from mssl_tf.eval import embed, metrics, train_head
-from mssl_tf.train import checkpoints
+from mssl_tf.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def pretrain_summary(model_dir: str, run: dict) -> dict:
     """What the report needs to place a run in the thesis' tables."""
     data_dir = run.get("data_dir", "")
     try:
-        dataset = pipeline.read_manifest(data_dir)["dataset"] if data_dir else None
+        dataset = fileio.read_manifest(data_dir)["dataset"] if data_dir else None
     except (FileNotFoundError, ValueError, tf.errors.OpError):
         dataset = None
     dataset = dataset or run.get("dataset") or os.path.basename(os.path.normpath(data_dir)) or "?"
@@ -83,10 +82,10 @@ def _load_encoder(model_dir: str, checkpoint: str | int, random_init: bool, seed
     """The run's encoder (snapshot or random init), a cache tag and a weights fingerprint."""
     if random_init:
         keras.utils.set_random_seed(seed)
-        encoder = checkpoints.build_encoder_from_run(model_dir)
+        encoder = rundir.build_encoder_from_run(model_dir)
         return encoder, {"epoch": 0, "path": None, "tag": "random_init",
                          "fingerprint": f"random_init-seed{seed}"}
-    encoder, info = checkpoints.load_encoder(model_dir, checkpoint)
+    encoder, info = rundir.load_encoder(model_dir, checkpoint)
     epoch = info.get("epoch")
     if epoch is not None:
         tag = f"epoch{int(epoch):05d}"
@@ -94,24 +93,6 @@ def _load_encoder(model_dir: str, checkpoint: str | int, random_init: bool, seed
         tag = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(info["path"]).split(".")[0])
     return encoder, {"epoch": epoch, "path": info["path"], "tag": tag,
                      "fingerprint": embed.file_fingerprint(info["path"])}
-
-
-def _strict_json(obj):
-    """NaN/inf -> None, so results.json is standard JSON that any tool reads."""
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict_json(v) for v in obj]
-    return obj
-
-
-def _write_json(path: str, obj: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(_strict_json(obj), f, indent=2, sort_keys=True, allow_nan=False)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
@@ -140,7 +121,7 @@ def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
         raise ValueError(f"probe head must be 'linear' or 'mlp', got {head!r}")
     start = time.time()
     fit_kwargs = dict(fit_kwargs or {})
-    manifest = pipeline.read_manifest(data_dir)
+    manifest = fileio.read_manifest(data_dir)
     num_labels, tag_names, multi_label = _probe_labels(manifest, data_dir)
     crop_len = int(encoder.input_shape[-1])
     out_dir = out_dir or os.path.join(work_dir, head)
@@ -199,20 +180,19 @@ def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
         "training": {k: fit_info[k] for k in ("epochs", "lr_reductions", "stopped_early",
                                                "best_val_loss")},
         "settings": settings, "config_hash": config_hash,
-        "mssl_tf_version": mssl_tf.__version__, "seconds": round(time.time() - start, 2),
+        "mssl_tf_version": __version__, "seconds": round(time.time() - start, 2),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         **(extra_results or {}),
     }
-    tf.io.gfile.makedirs(out_dir)
-    _write_json(os.path.join(out_dir, RESULTS_NAME), results)
-    _write_json(os.path.join(out_dir, "history.json"), fit_info["history"])
+    # The head and its side files first, results.json last: a folder with a results.json
+    # always holds the head it describes.
     buf = io.BytesIO()  # track-level predictions, for re-scoring without re-running
     np.savez(buf, track_ids=test["track_ids"], labels=test["labels"], scores=y_score)
-    with tf.io.gfile.GFile(os.path.join(out_dir, "test_predictions.npz"), "wb") as f:
-        f.write(buf.getvalue())
-    checkpoints.save_weights_atomic(head_model, os.path.join(out_dir, "head.weights.h5"))
-    with tf.io.gfile.GFile(os.path.join(out_dir, "operative_config.gin"), "w") as f:
-        f.write(gin.operative_config_str())
+    fileio.write_bytes(os.path.join(out_dir, "test_predictions.npz"), buf.getvalue())
+    rundir.save_weights(head_model, os.path.join(out_dir, "head.weights.h5"))
+    fileio.write_text(os.path.join(out_dir, rundir.OPERATIVE_GIN), gin.operative_config_str())
+    fileio.write_json(os.path.join(out_dir, "history.json"), fit_info["history"])
+    fileio.write_json(os.path.join(out_dir, RESULTS_NAME), results)
     logger.info("Probe %s on %s: ROC-AUC %.2f, PR-AUC %.2f -> %s", head, manifest["dataset"],
                 scores["roc_auc"], scores["pr_auc"], out_dir)
     return results
@@ -258,8 +238,8 @@ def run_probe(model_dir: str, data_dir: str, *, head: str = "linear",
     """
     if head not in ("linear", "mlp"):
         raise ValueError(f"run_probe.head must be 'linear' or 'mlp', got {head!r}")
-    run = checkpoints.read_run(model_dir)
-    manifest = pipeline.read_manifest(data_dir)
+    run = rundir.read_run(model_dir)
+    manifest = fileio.read_manifest(data_dir)
     _probe_labels(manifest, data_dir)  # refuse unlabelled shards before loading anything
     encoder, ckpt = _load_encoder(model_dir, checkpoint, random_init, seed)
     work_dir = cache_dir or os.path.join(model_dir, PROBES_DIR,

@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Iterable
 
+from mssl_tf import fileio
 from mssl_tf.eval import published
 
 logger = logging.getLogger(__name__)
@@ -249,8 +250,6 @@ def write_report(paths: Iterable[str], out_dir: str) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     figs = figures.draw_all(records, out_dir)
     md_path = os.path.join(out_dir, "report.md")
-    with open(md_path, "w") as f:
-        f.write(markdown(records, figs))
-    with open(os.path.join(out_dir, "records.json"), "w") as f:
-        json.dump(records, f, indent=2)
+    fileio.write_text(md_path, markdown(records, figs))
+    fileio.write_json(os.path.join(out_dir, "records.json"), records, sort_keys=False)
     return {"markdown": md_path, "figures": figs, "records": len(records)}

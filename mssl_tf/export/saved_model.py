@@ -25,17 +25,15 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-import mssl_tf
+from mssl_tf import fileio, rundir
 from mssl_tf.data import crops, features
 from mssl_tf.models import build_probe_head
-from mssl_tf.train import checkpoints
+from mssl_tf.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +69,7 @@ def load_probe(probe_dir: str, rep_dim: int) -> tuple[keras.Model, dict]:
                 f"--probe {probe_dir!r} is not a probe folder (no {os.path.basename(path)}); "
                 "pass the folder `mssl-probe` wrote, e.g. "
                 "RUN/probes/<dataset>-<checkpoint>/linear.")
-    results = checkpoints.read_json(results_path)
+    results = fileio.read_json(results_path)
     tag_names = [str(t) for t in results.get("tag_names") or []]
     if not tag_names:
         raise ValueError(f"{results_path} lists no tag names; re-run `mssl-probe` with this "
@@ -86,7 +84,7 @@ def load_probe(probe_dir: str, rep_dim: int) -> tuple[keras.Model, dict]:
     head = build_probe_head(results.get("head", "linear"), input_dim=rep_dim,
                             num_labels=len(tag_names), hidden=settings.get("hidden"))
     try:
-        checkpoints.load_weights(head, weights_path)
+        rundir.load_weights(head, weights_path)
     except ValueError as e:
         raise ValueError(f"The probe head {weights_path!r} does not fit a {rep_dim}-d encoder with "
                          f"{len(tag_names)} tags: {e}") from e
@@ -211,21 +209,15 @@ def export_encoder(encoder: keras.Model, out_dir: str, *, head: keras.Model | No
     meta = {"sample_rate": features.SAMPLE_RATE, "crop_len": int(encoder.input_shape[-1]),
             "rep_dim": int(encoder.output_shape[-1]), "signatures": signatures,
             "tag_names": list(tag_names or []), "multi_label": bool(multi_label),
-            "mssl_tf_version": mssl_tf.__version__,
+            "mssl_tf_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(), **(info or {})}
-    checkpoints.write_json(os.path.join(out_dir, INFO_FILE), meta)
+    fileio.write_json(os.path.join(out_dir, INFO_FILE), meta)
     return meta
 
 
 def _save_keras(model: keras.Model, path: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, os.path.basename(path))
+    with fileio.atomic_output(path) as local:
         model.save(local)
-        if "://" in path:
-            tf.io.gfile.copy(local, path, overwrite=True)
-        else:
-            shutil.copyfile(local, path + ".tmp")
-            os.replace(path + ".tmp", path)
 
 
 def _same_checkpoint(probe_ckpt: dict, path: str, epoch: int | None) -> bool:
@@ -254,7 +246,7 @@ def export_run(model_dir: str, out_dir: str, *, checkpoint: str | int = "latest"
       FileNotFoundError: no run, snapshot or probe files.
       ValueError: the probe was trained on another encoder (width or checkpoint).
     """
-    encoder, ckpt = checkpoints.load_encoder(model_dir, checkpoint)
+    encoder, ckpt = rundir.load_encoder(model_dir, checkpoint)
     rep_dim = int(encoder.output_shape[-1])
     head, tag_names, multi_label, probe_info = None, None, True, None
     if probe_dir is not None:
@@ -295,7 +287,7 @@ class ExportedModel:
         if not tf.io.gfile.exists(info_path):
             raise FileNotFoundError(f"{export_dir!r} is not an `mssl-export` folder (no "
                                     f"{INFO_FILE}).")
-        self.info = checkpoints.read_json(info_path)
+        self.info = fileio.read_json(info_path)
         self.crop_len = int(self.info["crop_len"])
         self.tag_names = list(self.info.get("tag_names") or [])
         self.module = tf.saved_model.load(os.path.join(export_dir, SAVED_MODEL_DIR))
@@ -338,7 +330,7 @@ class ExportedModel:
 
 def describe(export_dir: str) -> str:
     """A short human-readable summary of an export folder."""
-    info = checkpoints.read_json(os.path.join(export_dir, INFO_FILE))
+    info = fileio.read_json(os.path.join(export_dir, INFO_FILE))
     lines = [f"{export_dir}: signatures {', '.join(info['signatures'])}; clips of "
              f"{info['crop_len']} samples at {info['sample_rate']} Hz -> {info['rep_dim']}-d"]
     if info.get("tag_names"):

@@ -1,5 +1,4 @@
-"""Training entry points, callbacks and the run directory (TensorFlow side)."""
+"""Pre-training: the gin entry point, its callbacks and the resumable backup (TensorFlow side)."""
 
 from mssl_tf.train import callbacks, checkpoints, experiment
-from mssl_tf.train.checkpoints import build_encoder_from_run, load_encoder
 from mssl_tf.train.experiment import NonFiniteLossError, pretrain

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import os
 
+import gin
 import keras
 import tensorflow as tf
 
-import gin
+from mssl_tf import fileio, rundir
 from mssl_tf.train import checkpoints
 
 
@@ -70,7 +71,7 @@ class EncoderSnapshots(keras.callbacks.Callback):
         super().__init__()
         self.model_dir = model_dir
         self.milestones = set(int(m) for m in milestones)
-        self.snap_dir = os.path.join(model_dir, checkpoints.SNAPSHOT_DIR)
+        self.snap_dir = os.path.join(model_dir, rundir.SNAPSHOT_DIR)
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
@@ -80,16 +81,16 @@ class EncoderSnapshots(keras.callbacks.Callback):
         done = epoch + 1  # Keras epochs are 0-based; snapshots are named by epochs completed
         encoder = self.model.encoder
         tf.io.gfile.makedirs(self.snap_dir)
-        checkpoints.save_weights_atomic(encoder, os.path.join(self.snap_dir, checkpoints.LATEST))
+        rundir.save_weights(encoder, os.path.join(self.snap_dir, rundir.LATEST))
         if done in self.milestones:
-            checkpoints.save_weights_atomic(
-                encoder, os.path.join(self.snap_dir, checkpoints.snapshot_name(done)))
-        run_path = os.path.join(self.model_dir, checkpoints.RUN_JSON)
-        run = checkpoints.read_json(run_path)
+            rundir.save_weights(
+                encoder, os.path.join(self.snap_dir, rundir.snapshot_name(done)))
+        run_path = os.path.join(self.model_dir, rundir.RUN_JSON)
+        run = fileio.read_json(run_path)
         run["latest_epoch"] = done
         run["milestones_saved"] = sorted(set(run.get("milestones_saved", [])) |
                                          ({done} & self.milestones))
-        checkpoints.write_json(run_path, run)
+        fileio.write_json(run_path, run)
 
 
 class OperativeConfigWriter(keras.callbacks.Callback):
@@ -102,6 +103,5 @@ class OperativeConfigWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.written:
-            with tf.io.gfile.GFile(self.path, "w") as f:
-                f.write(gin.operative_config_str())
+            fileio.write_text(self.path, gin.operative_config_str())
             self.written = True

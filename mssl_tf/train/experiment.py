@@ -13,18 +13,18 @@ import logging
 import os
 from collections.abc import Callable
 
+import gin
 import keras
 import tensorflow as tf
 
-import gin
-import mssl_tf
-from mssl_tf import configurables, distribute
+from mssl_tf import configurables, distribute, fileio, rundir
 from mssl_tf.data import pipeline
 from mssl_tf.models import SSLModel
 from mssl_tf.models.sample_cnn import DEFAULT_WIDTHS
 from mssl_tf.optim import WarmupCosine, scaled_learning_rate
 from mssl_tf.train import callbacks as cb
 from mssl_tf.train import checkpoints
+from mssl_tf.version import __version__
 
 DEFAULT_MILESTONES = (300, 1000, 3000, 5000, 8000)  # thesis Table A.1
 
@@ -60,7 +60,7 @@ def _learning_rate(lr_schedule: str, base_lr: float, global_batch: int, steps_pe
 
 def _sample_rate(data_dir: str) -> int:
     try:
-        return int(pipeline.read_manifest(data_dir).get("sample_rate", 22050))
+        return int(fileio.read_manifest(data_dir).get("sample_rate", 22050))
     except FileNotFoundError:
         return 22050
 
@@ -160,14 +160,14 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *, tpu: str | None = 
     backup = checkpoints.TrainingBackup(model_dir)
     state = backup.restore(model)
     step = state["step"] if state else 0
-    run_path = os.path.join(model_dir, checkpoints.RUN_JSON)
-    run = checkpoints.read_json(run_path) if tf.io.gfile.exists(run_path) else {}
+    run_path = os.path.join(model_dir, rundir.RUN_JSON)
+    run = fileio.read_json(run_path) if tf.io.gfile.exists(run_path) else {}
     run.update({"encoder": _encoder_spec(encoder, crop_len), "objective": objective,
                 "projector": {"kind": projector, "output_dim": int(proj.output_shape[-1])},
                 "data_dir": data_dir, "global_batch": global_batch, "epochs": epochs,
                 "steps_per_epoch": spe, "replicas": replicas, "precision": policy,
-                "backend": keras.backend.backend(), "mssl_tf_version": mssl_tf.__version__})
-    checkpoints.write_json(run_path, run)
+                "backend": keras.backend.backend(), "mssl_tf_version": __version__})
+    fileio.write_json(run_path, run)
     if step:
         logging.info("Resuming %s at step %d (epoch %d, step %d of it)", model_dir, step,
                      step // spe + 1, step % spe)

@@ -6,12 +6,12 @@ import subprocess
 import sys
 import textwrap
 
+import gin
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import gin
 from mssl_tf.augment import OPS, AudioAugment
 
 SR = 22050

@@ -3,9 +3,9 @@
 import json
 import os
 
+import gin
 import pytest
 
-import gin
 from mssl_tf.cli import probe as cli
 from mssl_tf.data.synthetic import write_synthetic_dataset
 from mssl_tf.models import build_sample_cnn

@@ -3,10 +3,10 @@
 import json
 import os
 
+import gin
 import matplotlib.image as mpimg
 import pytest
 
-import gin
 from mssl_tf.cli import probe as probe_cli
 from mssl_tf.cli import report as cli
 from mssl_tf.data.synthetic import write_synthetic_dataset

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mssl_tf import fileio
 from mssl_tf.data import crops, features, pipeline
 from mssl_tf.data.synthetic import write_synthetic_dataset
 
@@ -146,7 +147,7 @@ def test_other_schema_version_is_refused(tmp_path):
     m["schema_version"] = 99
     path.write_text(json.dumps(m))
     with pytest.raises(ValueError, match="schema_version 99.*mssl-prepare"):
-        pipeline.read_manifest(str(tmp_path))
+        fileio.read_manifest(str(tmp_path))
 
 
 def test_schema_round_trip():

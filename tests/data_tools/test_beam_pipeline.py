@@ -10,6 +10,7 @@ from data_tools import (
 )
 from data_tools import manifest as manifest_lib  # noqa: E402
 from data_tools.datasets import gtzan  # noqa: E402
+from mssl_tf import fileio
 from tests.data_tools import fixtures  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def test_cli_runner_flag_and_beam_options(tmp_path):
     out = str(tmp_path / "out")
     assert prepare.main(["folder", "--audio_dir", tree.audio_dir, "--out_dir", out,
                          "--runner", "DirectRunner", "--direct_num_workers=1"]) == 0
-    m = manifest_lib.read_manifest(out)
+    m = fileio.read_manifest(out)
     assert m["runner"] == "DirectRunner" and m["splits"]["train"]["num_tracks"] == 5
     with pytest.raises(SystemExit):
         prepare.main(["folder", "--audio_dir", tree.audio_dir, "--out_dir", out,

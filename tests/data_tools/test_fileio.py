@@ -1,4 +1,4 @@
-"""Conversion from a bucket: data_tools.fileio on local paths and URLs, and whole conversions
+"""Conversion from a bucket: mssl_tf.fileio on local paths and URLs, and whole conversions
 whose audio and metadata live on a non-local filesystem (TensorFlow's in-memory ram:// stands in
 for gs://, through the same tf.io.gfile calls)."""
 
@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from data_tools import audio_io, fileio, tfrecord_lib
+from data_tools import audio_io, tfrecord_lib
 from data_tools.datasets import folder, gtzan, mtat
+from mssl_tf import fileio
 from tests.data_tools import fixtures
 
 

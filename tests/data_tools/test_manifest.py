@@ -9,6 +9,7 @@ import pytest
 from data_tools import manifest as manifest_lib
 from data_tools import tfrecord_lib
 from data_tools.datasets import gtzan
+from mssl_tf import fileio
 from mssl_tf.data import features
 from tests.data_tools import fixtures
 
@@ -34,7 +35,7 @@ def output(good_output, tmp_path):
 
 def test_manifest_contract(output):
     tree, out = output
-    m = manifest_lib.read_manifest(out)
+    m = fileio.read_manifest(out)
     assert m["dataset"] == "gtzan" and m["schema_version"] == features.SCHEMA_VERSION
     assert m["sample_rate"] == 22050 and m["multi_label"] is False
     assert m["tag_names"] == list(fixtures.GTZAN_GENRES) and m["num_labels"] == 10
@@ -43,7 +44,7 @@ def test_manifest_contract(output):
     for split, entry in m["splits"].items():
         assert sum(s["num_records"] for s in entry["shards"]) == entry["num_tracks"]
         for shard in entry["shards"]:
-            assert shard["sha256"] == tfrecord_lib.sha256_file(os.path.join(out, shard["file"]))
+            assert shard["sha256"] == fileio.sha256_file(os.path.join(out, shard["file"]))
             assert features.SHARD_RE.match(shard["file"]).group("split") == split
     skipped = {s["path"]: s["reason"] for s in m["skipped"]}
     for path in tree.expected_skipped:
@@ -60,7 +61,7 @@ def test_verify_passes_on_a_good_output(output):
 
 
 def _first_shard(out):
-    m = manifest_lib.read_manifest(out)
+    m = fileio.read_manifest(out)
     return os.path.join(out, m["splits"]["train"]["shards"][0]["file"])
 
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from data_tools import audio_io, prepare, tfrecord_lib
 from data_tools import manifest as manifest_lib
 from data_tools.datasets import folder
+from mssl_tf import fileio
 from mssl_tf.data import features, pipeline
 from tests.data_tools import fixtures
 
@@ -58,7 +59,7 @@ def check_output(out_dir, tree, lossy=True):
         assert abs(np.argmax(spectrum) * SR / len(audio) - freq) < 1.0
         rms = np.sqrt(np.mean(audio[SR // 4: -SR // 4].astype(np.float64) ** 2))
         assert rms == pytest.approx((0.3 if channels == 1 else 0.225) / np.sqrt(2), rel=0.03)
-    m = manifest_lib.read_manifest(out_dir)
+    m = fileio.read_manifest(out_dir)
     skipped = {s["path"] for s in m["skipped"]}
     assert set(tree.expected_skipped) <= skipped
     assert sorted(f["path"] for f in m["flagged"]) == sorted(tree.expected_flagged)
@@ -132,7 +133,7 @@ def test_fma_end_to_end_genres_all(tmp_path):
     assert prepare.main(["fma", "--audio_dir", tree.audio_dir, "--tracks_csv",
                          tree.metadata["tracks_csv"], "--label", "genres_all", "--out_dir", multi,
                          "--workers", "1", "--no_progress"]) == 0
-    m = manifest_lib.read_manifest(multi)
+    m = fileio.read_manifest(multi)
     labels = {k: dict(zip(m["tag_names"], v["labels"])) for k, v in read_back(multi).items()}
     assert m["multi_label"] and m["label"] == "genres_all"
     assert {g for g, v in labels["000140"].items() if v} == {"Electronic", "Experimental", "IDM"}
@@ -178,7 +179,7 @@ def _start(audio_dir, out):
 
 
 def _wait_for_first_shard(proc, out, timeout=120.0):
-    progress = os.path.join(out, tfrecord_lib.PROGRESS_DIR)
+    progress = os.path.join(out, manifest_lib.PROGRESS_DIR)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if os.path.isdir(progress) and any(n.endswith(".tfrecord.json")

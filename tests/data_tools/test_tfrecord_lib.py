@@ -11,6 +11,7 @@ from data_tools import tfrecord_lib
 from data_tools.audio_io import TrackSpec
 from data_tools.datasets import folder, gtzan
 from data_tools.datasets.common import Listing
+from mssl_tf import fileio
 from mssl_tf.data import features
 from tests.data_tools import fixtures
 
@@ -65,7 +66,7 @@ def test_write_shard_is_atomic(tmp_path):
     assert os.listdir(tmp_path) == []
     info = tfrecord_lib.write_shard(path, iter([b"one", b"two"]))
     assert info["num_records"] == 2 and info["bytes"] == os.path.getsize(path)
-    assert info["sha256"] == tfrecord_lib.sha256_file(path)
+    assert info["sha256"] == fileio.sha256_file(path)
 
 
 @pytest.mark.slow
@@ -109,7 +110,7 @@ def test_resume_after_a_crash_keeps_finished_shards(tmp_path, gtzan_listing):
     reference = str(tmp_path / "reference")
     tfrecord_lib.convert(gtzan_listing, reference, workers=1, tracks_per_shard=1, progress=False)
     assert fixtures.shard_bytes(out) == fixtures.shard_bytes(reference)
-    assert not os.path.exists(os.path.join(out, tfrecord_lib.PROGRESS_DIR))
+    assert not os.path.exists(os.path.join(out, manifest_lib.PROGRESS_DIR))
 
 
 def test_finished_output_is_not_rewritten(tmp_path, gtzan_listing):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mssl_tf import rundir
 from mssl_tf.export import ExportedModel, export_encoder, export_run, load_probe
 from mssl_tf.models import build_probe_head, build_sample_cnn
 from tests.export.helpers import TINY, make_run
@@ -208,8 +209,7 @@ def test_export_run_with_its_probe(probed_run, tmp_path):
     assert info["tag_names"] == results["tag_names"] and info["signatures"][-1] == "tag"
     assert info["source"]["epoch"] == 2 and info["probe"]["metrics"] == results["metrics"]
     head, _ = load_probe(probe_dir, 8)
-    from mssl_tf.train import checkpoints
-    encoder, _ = checkpoints.load_encoder(run_dir, "latest")
+    encoder, _ = rundir.load_encoder(run_dir, "latest")
     track = np.random.default_rng(9).uniform(-1, 1, CROP * 5).astype(np.float32)
     want = _sigmoid(head(encoder(_numpy_chunks(track, CROP))).numpy()).mean(0)
     got = ExportedModel(out).tag(track)

@@ -3,10 +3,10 @@
 import glob
 import os
 
+import gin
 import numpy as np
 import pytest
 
-import gin
 from mssl_tf import gin_utils
 from mssl_tf.data.synthetic import write_synthetic_dataset
 from mssl_tf.train import experiment

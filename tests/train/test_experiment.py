@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from mssl_tf import gin_utils
+from mssl_tf import gin_utils, rundir
 from mssl_tf.data.synthetic import write_synthetic_dataset
 from mssl_tf.train import checkpoints, experiment
 
@@ -36,9 +36,9 @@ def test_smoke_run_writes_the_run_directory(tmp_path, data_dir):
     run = str(tmp_path / "run")
     result = _run(run, data_dir)
     assert result["step"] == 8  # 2 epochs x 32 tracks / batch 8
-    info = checkpoints.read_run(run)
+    info = rundir.read_run(run)
     assert info["latest_epoch"] == 2 and info["encoder"]["rep_dim"] == 32
-    assert set(checkpoints.list_snapshots(run)) == {1, 2}
+    assert set(rundir.list_snapshots(run)) == {1, 2}
     assert os.path.exists(os.path.join(run, "operative_config.gin"))
     assert "pretrain.global_batch = 8" in open(os.path.join(run, "operative_config.gin")).read()
     assert any(f.startswith("events.out.tfevents")
@@ -50,9 +50,9 @@ def test_smoke_run_writes_the_run_directory(tmp_path, data_dir):
     assert len(history) == 3
     # The loss goes down and the snapshot reloads into the same encoder outputs.
     assert np.isfinite(result["history"]["loss"]).all()
-    encoder, meta = checkpoints.load_encoder(run, "latest")
+    encoder, meta = rundir.load_encoder(run, "latest")
     assert meta["epoch"] == 2
-    encoder2, _ = checkpoints.load_encoder(run, 2)
+    encoder2, _ = rundir.load_encoder(run, 2)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 2187)).astype("float32")
     np.testing.assert_allclose(encoder(x, training=False), encoder2(x, training=False), atol=1e-6)
     # Rerunning a finished run is a no-op that reports the same step.
@@ -70,7 +70,7 @@ def test_nan_loss_stops_and_keeps_last_good_backup(tmp_path, data_dir):
         _run(run, data_dir, "pretrain.max_steps = None", "vicreg_loss.sim_weight = 1e39",
              allow_change=True)
     assert checkpoints.TrainingBackup(run).state()["step"] == 4
-    assert checkpoints.read_run(run)["latest_epoch"] == 1
+    assert rundir.read_run(run)["latest_epoch"] == 1
 
 
 def test_resume_with_changed_config_is_refused(tmp_path, data_dir):
@@ -110,7 +110,7 @@ def test_two_replica_run_with_augmentation(tmp_path, data_dir):
                   "pretrain.augmenter = @AudioAugment",
                   "pretrain.max_steps = 3")
     assert result["step"] == 3
-    assert checkpoints.read_run(run)["replicas"] == 2
+    assert rundir.read_run(run)["replicas"] == 2
     assert np.isfinite(result["history"]["loss"]).all()
     assert {"positive_cosine", "negative_cosine", "rep_rank"} <= set(result["history"])
 
