@@ -179,7 +179,9 @@ class RunRecorder(keras.callbacks.Callback):
             if self.tensorboard is not None:
                 self.tensorboard.write(self.step, {**values, "lr": learning_rate(self.model),
                                                    "pairs_per_sec": self.pairs_per_sec})
-        if self.step % self.every == 0:
+        # An epoch's last step is backed up in on_epoch_end, after its history row: a backup
+        # must never claim an epoch whose row is not written yet.
+        if self.step % self.every == 0 and self.step % self.spe:
             self.save(self.step)
 
     def on_epoch_end(self, epoch, logs=None):

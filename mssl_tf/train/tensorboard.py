@@ -64,7 +64,8 @@ def compact(logdir: str, max_step: int) -> int:
                 writer.write(record)
     for path in files[1:]:
         fileio.remove(path)
-    logger.info("TensorBoard: dropped %d events after step %d (resume)", dropped, max_step)
+    if dropped:
+        logger.info("TensorBoard: dropped %d events after step %d (resume)", dropped, max_step)
     return dropped
 
 
