@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+
+from mssl_tf.cli import common
+
+PROG = "mssl-pretrain"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags of mssl-pretrain."""
-    p = argparse.ArgumentParser(
-        prog="mssl-pretrain",
-        description="Self-supervised pre-training (VICReg or CLMR) of a SampleCNN encoder.")
+    p = common.make_parser(
+        PROG, "Self-supervised pre-training (VICReg or CLMR) of a SampleCNN encoder.")
     p.add_argument("--model_dir", required=True,
                    help="run directory (local or gs://); an existing run is resumed")
     p.add_argument("--gin_file", action="append", default=[],
@@ -27,18 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import mssl_tf  # noqa: F401,PLC0415  (registers every gin configurable; imports TF)
-    from mssl_tf import gin_utils  # noqa: PLC0415
+    common.setup(args)
+    common.import_tensorflow()
+    from mssl_tf import gin_utils  # noqa: PLC0415  (imports TF)
     from mssl_tf.train import experiment  # noqa: PLC0415
 
+    # Only an explicit "no progress" overrides a gin binding of pretrain.verbose.
+    quiet = {} if common.progress_enabled(args) else {"verbose": 0}
     try:
         gin_utils.parse(args.gin_file, args.gin_param, model_dir=args.model_dir,
                         allow_config_change=args.allow_config_change)
-        result = experiment.pretrain(args.model_dir, tpu=args.tpu)
+        result = experiment.pretrain(args.model_dir, tpu=args.tpu, **quiet)
     except (ValueError, FileNotFoundError, experiment.NonFiniteLossError) as e:
-        print(f"mssl-pretrain: error: {e}", file=sys.stderr)
-        return 2
+        return common.error(PROG, e)
     print(f"Finished at step {result['step']} ({result['epoch']:.2f} epochs); run in "
           f"{result['model_dir']}")
     return 0
