@@ -42,7 +42,7 @@ _ABSL_INTS = {"1": "debug", "0": "info", "-1": "warning", "-2": "error"}
 # log lines (oneDNN, CPU features, CUDA factories) and the CPU-feature line's continuation.
 _TF_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.cc:\d+\]"
+    r"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+\.cc:\d+\]"
     r"|To enable the following instructions:)")
 
 # Set by `setup`: whether the user set TF_CPP_MIN_LOG_LEVEL themselves (then nothing is hidden).
@@ -204,6 +204,12 @@ def import_tensorflow() -> None:
 
 
 def error(prog: str, message: object) -> int:
-    """Prints `prog: error: message` (argparse's style) to stderr; returns exit status 2."""
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    """Prints `prog: error: message` (argparse's style) to stderr; returns exit status 2.
+
+    gin adds "In call to configurable ..." lines to the messages of exceptions raised inside a
+    configurable; they name our function, not the user's mistake, so they are left out.
+    """
+    text = "\n".join(line for line in str(message).splitlines()
+                     if not line.strip().startswith("In call to configurable")).rstrip()
+    print(f"{prog}: error: {text}", file=sys.stderr)
     return 2
