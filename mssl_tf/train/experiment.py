@@ -120,6 +120,12 @@ def _projector_name(projector: Callable) -> str:
     return name.removeprefix("build_").removesuffix("_projector")
 
 
+def _objective_name(loss_fn: Callable) -> str:
+    """run.json's short objective name ("vicreg", "ntxent"; another function's own name)."""
+    name = getattr(loss_fn, "__name__", "objective")
+    return {"vicreg_loss": "vicreg", "nt_xent_loss": "ntxent"}.get(name, name)
+
+
 def _schedule(learning_rate, global_batch: int, steps_per_epoch: int, epochs: int):
     """A number is a constant rate; a callable (e.g. WarmupCosine) builds the schedule."""
     if callable(learning_rate):
@@ -164,7 +170,7 @@ def record_run(model_dir: str, model: SSLModel, *, loss_fn: Callable, projector:
     run = rundir.read_run(model_dir) if rundir.is_run(model_dir) else {}
     run.update({
         "encoder": _encoder_spec(model.encoder, crop_len),
-        "objective": getattr(loss_fn, "__name__", "objective"),
+        "objective": _objective_name(loss_fn),
         "projector": {"name": _projector_name(projector),
                       "output_dim": int(model.projector.output_shape[-1])},
         "data_dir": data_dir, "splits": list(splits), "global_batch": global_batch,
