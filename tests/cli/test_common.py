@@ -101,8 +101,14 @@ def test_verbosity_sets_logging_and_progress(monkeypatch):
     assert not common.progress_enabled(args) and common.keras_verbose(args) == 0
     common.setup(args)
     assert logging.getLogger().level == logging.DEBUG and os.environ["TQDM_DISABLE"] == "1"
-    from tqdm import tqdm
-    assert tqdm(range(2)).disable
+    # tqdm reads TQDM_DISABLE when it is imported: check in a fresh process, as a command runs.
+    code = ("from mssl_tf.cli import common; p = common.make_parser('mssl-x', 't'); "
+            "common.setup(p.parse_args(['--no_progress'])); "
+            "from tqdm import tqdm; print(tqdm(range(2)).disable)")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
     common.setup(parser.parse_args([]))  # back to info for the tests that follow
 
 

@@ -79,3 +79,24 @@ def test_object_store_lock_uses_a_heartbeat(tmp_path, monkeypatch):
     fileio.write_json(os.path.join(run, "lock.json"), owner)
     with RunLock(run, stale_after_s=600) as lock:
         assert fileio.read_json(lock.path)["pid"] == os.getpid()
+
+
+def test_pretrain_refuses_a_run_directory_in_use(tmp_path):
+    """Two mssl-pretrain on one --model_dir: the second is refused before it writes anything."""
+    from mssl_tf import gin_utils
+    from mssl_tf.data.synthetic import write_synthetic_dataset
+    from mssl_tf.train import experiment
+
+    data = str(tmp_path / "data")
+    write_synthetic_dataset(data, num_tracks={"train": 8}, seconds=0.3)
+    run = str(tmp_path / "run")
+    holder = _start_holder(run, 60)
+    try:
+        gin_utils.parse(["experiments/smoke.gin"], [f"pretrain.data_dir = '{data}'",
+                                                     "TrainLoop.progress = False"])
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+            experiment.pretrain(run)
+        assert sorted(os.listdir(run)) == ["lock.json", "lock.json.flock"]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
