@@ -45,9 +45,9 @@ class DeviceInfo:
     description: str = ""
 
 
-# Measured on a 2-core AVX512-BF16 CPU (BENCHMARKS.md, "Precision on the CPU"): mixed_bfloat16
-# trains faster there and its losses track float32's, so "auto" uses it on such CPUs.
-CPU_BF16_AUTO = True
+# Whether "auto" takes bfloat16 on CPUs with AVX512-BF16/AMX. Decided by bench/precision_cpu.py
+# (BENCHMARKS.md, "Precision on the CPU"): see there for the measured speed and loss agreement.
+CPU_BF16_AUTO = False
 
 
 def choose_precision(device: DeviceInfo) -> tuple[str, str]:
@@ -124,6 +124,8 @@ class Runtime:
         "mixed_float16".
       global_stats: objective statistics (VICReg) and negatives (NT-Xent) over the global batch
         of all replicas (facebookresearch/vicreg); False = per replica.
+      stats_group_size: statistics and negatives within groups of this many rows of the global
+        batch, whatever the device count (the thesis' TPU v3-8: 96 at batch 768); None = off.
       steps_per_execution: optimizer steps per compiled call (50-200 on TPU).
       jit_compile: XLA ("auto" lets Keras decide).
     """
@@ -132,6 +134,7 @@ class Runtime:
     devices: list[str] | None = None
     precision: str = "auto"
     global_stats: bool = True
+    stats_group_size: int | None = None
     steps_per_execution: int = 1
     jit_compile: str | bool = "auto"
     strategy: object = field(default=None, init=False, repr=False)
@@ -185,8 +188,11 @@ class Runtime:
 
             collectives = TFCollectives()
         # On JAX the loss sees the global batch: per-replica statistics need explicit groups.
-        return {"collectives": collectives, "global_stats": self.global_stats,
-                "stats_groups": 1 if on_tf else self.replicas}
+        kwargs = {"collectives": collectives, "global_stats": self.global_stats,
+                  "stats_groups": 1 if on_tf else self.replicas}
+        if self.stats_group_size is not None:
+            kwargs["stats_group_size"] = int(self.stats_group_size)
+        return kwargs
 
     def compile_kwargs(self) -> dict:
         """The `Model.compile` arguments that depend on the runtime."""
@@ -197,5 +203,6 @@ class Runtime:
         """One line for the run log."""
         device = self.device.description if self.device else "?"
         return (f"{keras.backend.backend()} backend, {device}, {self.replicas} replica(s), "
-                f"precision {self.policy}, statistics "
-                f"{'global' if self.global_stats else 'per replica'}")
+                f"precision {self.policy}, statistics " + (
+                    f"in groups of {self.stats_group_size}" if self.stats_group_size else
+                    "global" if self.global_stats else "per replica"))

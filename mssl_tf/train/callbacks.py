@@ -291,7 +291,7 @@ class Progress(keras.callbacks.Callback):
         rate = done * self.global_batch / elapsed if elapsed > 0 and done else math.nan
         eta = (self.total - self.step) * elapsed / done if done else math.nan
         epochs = -(-self.total // self.spe)
-        epoch = min(self.step // self.spe + 1, epochs)
+        epoch = min(max(self.step - 1, 0) // self.spe + 1, epochs)  # the epoch being run
         text = (f"step {self.step}/{self.total} | epoch {epoch}/{epochs} | "
                 f"{rate:.1f} pairs/s")
         if loss is not None:

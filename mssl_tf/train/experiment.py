@@ -329,6 +329,7 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *,
         logger.info("Pre-training %s on %s (%s): global batch %d, %d steps/epoch, %d epochs, "
                     "%d steps in all", getattr(loss_fn, "__name__", "objective"), data_dir,
                     "+".join(splits), global_batch, spe, epochs, total_steps)
+        log.note("Resolved gin config", gin.config_str())
         if step:
             logger.info("Resuming %s at step %d (epoch %d, step %d of it)", model_dir, step,
                         step // spe + 1, step % spe)

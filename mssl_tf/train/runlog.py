@@ -71,6 +71,12 @@ class RunLog:
                 self._logger.setLevel(logging.INFO)
         return self
 
+    def note(self, title: str, text: str) -> None:
+        """Writes a block (e.g. the resolved config) to train.log only, not to the console."""
+        if self.handler is not None:
+            self.handler.emit(logging.LogRecord("mssl_tf", logging.INFO, __file__, 0,
+                                                f"{title}:\n{text.rstrip()}", None, None))
+
     def flush(self) -> None:
         """Writes buffered lines (gs://)."""
         if self.handler is not None:

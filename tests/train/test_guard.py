@@ -81,6 +81,11 @@ def test_divergence_with_collapse_monitors_keeps_the_good_backup(tmp_path, data_
     assert all(np.isfinite(float(r["loss"])) for r in rows)
     encoder, _ = rundir.load_encoder(run)
     assert all(np.isfinite(w).all() for w in encoder.get_weights())
+    # train.log holds every start (1 + 2 failed + 1 good), the device line and the config.
+    log = open(os.path.join(run, "train.log")).read()
+    assert log.count("mssl_tf 0.2.0, tensorflow backend") == 4 and "1 replica(s)" in log
+    assert log.count("Resolved gin config:") == 4 and "pretrain.global_batch = 8" in log
+    assert "Step 6: diverged" in log or "Step 5: diverged" in log
     # TensorBoard: each tag's steps strictly increase across the failed and the good resumes.
     for tag, points in read_scalars(os.path.join(run, "logs", "train")).items():
         steps = [s for s, _ in points]
