@@ -19,7 +19,9 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from mssl_tf import fileio
@@ -99,6 +101,28 @@ def list_dataset(args: argparse.Namespace):
                               args.test_fraction)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `timeout`, `kill`) received during a conversion."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _stop_on_sigterm() -> object:
+    """Makes SIGTERM stop a conversion as Ctrl-C does: the current shard's temporary file is
+    removed, the decode workers are stopped, finished shards are kept. Returns the old handler
+    (None when this is not the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous: object) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mssl-prepare`; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -130,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = dict(shard_bytes=int(args.shard_size_mb * 2**20),
                    tracks_per_shard=args.tracks_per_shard, command=command,
                    overwrite=args.overwrite)
+    previous = _stop_on_sigterm()
     try:
         if args.runner:
             from data_tools import beam_pipeline  # noqa: PLC0415
@@ -142,10 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"mssl-prepare {args.dataset}: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\nmssl-prepare: interrupted. Finished shards are kept in {args.out_dir}; run the "
+    except KeyboardInterrupt as stop:
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"\nmssl-prepare: {what}. Finished shards are kept in {args.out_dir}; run the "
               "same command again to convert the rest.", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        _restore_sigterm(previous)
     counts = ", ".join(f"{s} {e['num_tracks']}" for s, e in manifest["splits"].items())
     print(f"wrote {args.out_dir}: {counts} tracks; {len(manifest['skipped'])} skipped, "
           f"{len(manifest['flagged'])} flagged, {manifest['clipped_samples']} clipped samples")

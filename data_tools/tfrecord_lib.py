@@ -153,7 +153,7 @@ def _spawn_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     # import only audio_io.
     return concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=audio_io.ignore_sigint)
+        initializer=audio_io.init_worker, initargs=(os.getpid(),))
 
 
 def _ordered_map(fn: Callable, items: Iterable, workers: int,
