@@ -7,8 +7,9 @@ only: augmentation runs later, on the accelerator, inside the training step.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 
@@ -193,6 +194,111 @@ def track_dataset(data_dir: str, split: str, *, shuffle_files: bool = False,
     if min_samples:
         ds = ds.filter(lambda t: t["num_samples"] >= min_samples)
     return ds
+
+
+# Corrupt input: name the shard and the fix instead of TensorFlow's "corrupted record at N".
+
+class CorruptDataError(ValueError):
+    """A shard of the input data is damaged; the message names it and the fix."""
+
+
+def find_bad_shards(data_dir: str, splits: Sequence[str] | None = None) -> list[str]:
+    """Checks the shard files of `splits` (default: every split) and says what is wrong.
+
+    With a manifest, each listed shard's size and sha256 are compared with it (cheap, and it
+    also finds damage inside the audio bytes that no record check sees); without one, every
+    record of every shard is read back and its checksum checked.
+
+    Returns:
+      One "path: what is wrong" line per damaged or missing shard (empty when all are fine).
+    """
+    splits = tuple(features.SPLITS if splits is None else _as_splits(None, splits))
+    try:
+        manifest = fileio.read_manifest(data_dir)
+    except (FileNotFoundError, ValueError):
+        manifest = None
+    problems = []
+    if manifest is not None:
+        for split in splits:
+            for shard in manifest.get("splits", {}).get(split, {}).get("shards", []):
+                path = fileio.join(data_dir, shard["file"])
+                problem = _shard_problem(path, shard)
+                if problem:
+                    problems.append(f"{path}: {problem}")
+        return problems
+    for split in splits:
+        try:
+            files = list_shards(data_dir, split)
+        except FileNotFoundError:
+            continue
+        for path in files:
+            problem = _record_problem(path)
+            if problem:
+                problems.append(f"{path}: {problem}")
+    return problems
+
+
+def _shard_problem(path: str, shard: dict) -> str | None:
+    if not fileio.exists(path):
+        return "listed in the manifest but missing"
+    size = fileio.getsize(path)
+    if "bytes" in shard and size != shard["bytes"]:
+        return f"{size} bytes, the manifest says {shard['bytes']} (truncated or replaced)"
+    if "sha256" in shard and fileio.sha256_file(path) != shard["sha256"]:
+        return "sha256 differs from the manifest (the file is damaged or was changed)"
+    return _record_problem(path) if "sha256" not in shard else None
+
+
+def _record_problem(path: str) -> str | None:
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            pass
+    except tf.errors.DataLossError as error:
+        return f"corrupt TFRecord ({error.message.split('[Op:')[0].split('}}')[-1].strip()})"
+    return None
+
+
+def explain_data_error(error: BaseException, data_dir: str,
+                       splits: Sequence[str] | None = None) -> str:
+    """A message for a read error of the input (e.g. `tf.errors.DataLossError`).
+
+    TensorFlow's own text ("corrupted record at 1236680") names no file, so the shards of
+    `splits` are checked (`find_bad_shards`) to name the damaged ones.
+
+    Args:
+      error: the exception raised while reading the data.
+      data_dir: the shard folder being read.
+      splits: the splits being read (default: every split).
+
+    Returns:
+      A message naming the damaged shard(s) (or saying that none was found) and the fix:
+      `mssl-prepare verify --out DATA_DIR`, then converting the data again.
+    """
+    detail = getattr(error, "message", None) or str(error)
+    detail = detail.split("[Op:")[0].split("}}")[-1].strip() or type(error).__name__
+    bad = find_bad_shards(data_dir, splits)
+    fix = (f"Run `mssl-prepare verify --out {data_dir}` to check every shard, then rerun the "
+           "mssl-prepare command that wrote it with `--overwrite` (or copy the damaged shards "
+           "again from a good copy).")
+    if not bad:
+        return (f"Reading the data in {data_dir} failed ({detail}), but every shard matches its "
+                f"manifest entry; the storage may have returned bad bytes. {fix}")
+    shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return f"Damaged input data ({detail}): {shown}. {fix}"
+
+
+@contextlib.contextmanager
+def explain_data_errors(data_dir: str, splits: Sequence[str] | None = None) -> Iterator[None]:
+    """Turns a read error of corrupt shards inside the block into a `CorruptDataError`.
+
+    For the trainer: `with pipeline.explain_data_errors(data_dir, splits): model.fit(...)`.
+    Only `tf.errors.DataLossError` (a record whose checksum or length is wrong) is translated;
+    the original error stays attached as `__cause__`.
+    """
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        raise CorruptDataError(explain_data_error(error, data_dir, splits)) from error
 
 
 def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:

@@ -1,5 +1,7 @@
 """Input pipeline: two-view crops, single crops, test chunks, and bad input."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -248,3 +250,50 @@ def test_non_positive_batch_is_refused(shards, batch):
     for call in (pipeline.steps_per_epoch, pipeline.two_view_dataset):
         with pytest.raises(ValueError, match=f"global_batch must be a positive.*{batch}"):
             call(shards, batch)
+
+
+# A damaged shard is named, with the fix.
+
+def _damage(path):
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_corrupt_shard_is_named_with_the_fix(tmp_path, with_manifest):
+    out = str(tmp_path)
+    write_synthetic_dataset(out, num_tracks={"train": 6, "test": 2}, seconds=0.5,
+                            sample_rate=8000, shards_per_split=3)
+    bad = pipeline.list_shards(out, "train")[1]
+    _damage(bad)
+    if not with_manifest:
+        (tmp_path / "manifest.json").unlink()
+    with pytest.raises(pipeline.CorruptDataError) as info:
+        with pipeline.explain_data_errors(out, ("train",)):
+            for _ in pipeline.two_view_dataset(out, 2, crop_len=CROP, repeat=False):
+                pass
+    message = str(info.value)
+    assert isinstance(info.value.__cause__, tf.errors.DataLossError)
+    assert bad in message and f"mssl-prepare verify --out {out}" in message
+    others = [f for f in pipeline.list_shards(out, "train") if f != bad]
+    assert not any(f in message for f in others)
+    assert ("sha256 differs" if with_manifest else "corrupt TFRecord") in message
+
+
+def test_truncated_and_missing_shards_are_found(tmp_path):
+    out = str(tmp_path)
+    write_synthetic_dataset(out, num_tracks={"train": 6}, seconds=0.5, sample_rate=8000,
+                            shards_per_split=3)
+    first, second, third = pipeline.list_shards(out, "train")
+    with open(first, "r+b") as f:
+        f.truncate(100)
+    os.remove(second)
+    problems = pipeline.find_bad_shards(out)
+    assert len(problems) == 2
+    assert problems[0].startswith(first) and "sha256 differs" in problems[0]
+    assert problems[1] == f"{second}: listed in the manifest but missing"
+    assert pipeline.find_bad_shards(out, ("test",)) == []
+    # An error on good data says so instead of blaming a shard.
+    message = pipeline.explain_data_error(tf.errors.DataLossError(None, None, "x"), out, ("test",))
+    assert "every shard matches" in message
