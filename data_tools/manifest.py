@@ -57,9 +57,18 @@ def prepare_out_dir(out_dir: str, dataset: str, fingerprint: str,
       The existing manifest when this exact conversion is already finished, else None.
 
     Raises:
-      ValueError: `out_dir` holds shards of another dataset, schema version or input.
+      ValueError: `out_dir` is a file, or holds shards of another dataset, schema version or
+        input.
     """
-    tf.io.gfile.makedirs(out_dir)
+    if fileio.exists(out_dir) and not fileio.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file, not a folder. Name a new or empty folder "
+                         "(it is created), or the folder of this dataset's earlier conversion.")
+    try:
+        tf.io.gfile.makedirs(out_dir)
+    except (OSError, tf.errors.OpError) as error:  # a file on the path, no permission, ...
+        detail = getattr(error, "message", None) or str(error)
+        raise ValueError(f"--out {out_dir}: cannot create the folder ({detail}). Name a folder "
+                         "you can write to.") from None
     fix = "Choose an empty --out_dir, or pass --overwrite to replace its contents."
     problems = []
     manifest_path = os.path.join(out_dir, features.MANIFEST_NAME)

@@ -57,7 +57,7 @@ def _start(tmp_path):
     log = open(os.path.join(str(tmp_path), "stderr.txt"), "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "data_tools.prepare", "folder", "--audio_dir", audio_dir,
-         "--out_dir", out, "--tracks_per_shard", "1", "--workers", "2", "--no_progress"],
+         "--out", out, "--tracks_per_shard", "1", "--workers", "2", "--no_progress"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
         start_new_session=True)  # its own process group, as a shell gives a job
     log.close()
