@@ -17,8 +17,6 @@ re-import this module, and must stay small. `--out_dir` is kept as a hidden alia
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import shlex
 import signal
 import sys
@@ -26,12 +24,13 @@ import threading
 from collections.abc import Sequence
 
 from mssl_tf import fileio
-from mssl_tf.version import __version__
+from mssl_tf.cli import common
+
+PROG = "mssl-prepare"
 
 
 def _add_out_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument("--out", metavar="DIR", default=None, help=help_text)
-    parser.add_argument("--out_dir", dest="out", default=None, help=argparse.SUPPRESS)
+    common.add_alias(parser, "--out", "--out_dir", metavar="DIR", default=None, help=help_text)
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -40,12 +39,11 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=available_cores(),
                         help="decode processes (default: all %(default)s cores)")
     parser.add_argument("--shard_size_mb", type=float, default=200.0,
-                        help="target shard size in MB of audio (default %(default)s)")
+                        help="target shard size in MB of audio (default: %(default)s)")
     parser.add_argument("--tracks_per_shard", type=int, default=None,
                         help="fixed number of tracks per shard instead of --shard_size_mb")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace another conversion found in --out")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--runner", default=None,
                         help="run as an Apache Beam pipeline with this runner (DirectRunner, "
                              "DataflowRunner; needs the `beam` extra); further Beam options "
@@ -53,11 +51,24 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
                              "default: local worker processes")
 
 
+class _Subcommands:
+    """Sub-command parsers with the shared help style and flags (--version, --verbosity,
+    --no_progress), so that they can follow the sub-command as every other flag does."""
+
+    def __init__(self, subparsers: argparse._SubParsersAction):
+        self._subparsers = subparsers
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        parser = self._subparsers.add_parser(name, formatter_class=common.HelpFormatter,
+                                             description=kwargs.get("help"), **kwargs)
+        common.add_common_flags(parser)
+        return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `mssl-prepare` (one sub-command per dataset, plus verify)."""
-    parser = argparse.ArgumentParser(prog="mssl-prepare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="dataset", required=True)
+    parser = common.make_parser(PROG, __doc__.split("\n\n")[0])
+    sub = _Subcommands(parser.add_subparsers(dest="dataset", required=True))
 
     fma = sub.add_parser("fma", help="Free Music Archive (fma_small/medium/large/full)")
     fma.add_argument("--audio_dir", required=True, help="e.g. fma_medium/ (holding 000/ ...)")
@@ -147,12 +158,6 @@ def _restore_sigterm(previous: object) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _error(message: object) -> int:
-    """Prints an error in argparse's style, as the other mssl commands do; returns status 2."""
-    print(f"mssl-prepare: error: {message}", file=sys.stderr)
-    return 2
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mssl-prepare`; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -167,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not out:
         parser.error(f"the following arguments are required: --out (mssl-prepare {args.dataset} "
                      "--help shows them all)")
-    logging.basicConfig(level=logging.INFO, format="mssl-prepare: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    common.setup(args, log_format="mssl-prepare: %(message)s")
+    common.import_tensorflow()  # without its C++ start-up lines
     if args.dataset == "verify":
         return _verify(out)
     from data_tools import tfrecord_lib  # noqa: PLC0415
@@ -176,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         listing = list_dataset(args)
     except (FileNotFoundError, ValueError) as error:
-        return _error(error)
+        return common.error(PROG, error)
     command = "mssl-prepare " + shlex.join(argv)
     options = dict(shard_bytes=int(args.shard_size_mb * 2**20),
                    tracks_per_shard=args.tracks_per_shard, command=command,
@@ -189,9 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              pipeline_args=beam_args, **options)
         else:
             manifest = tfrecord_lib.convert(listing, out, workers=args.workers,
-                                            progress=not args.no_progress, **options)
+                                            progress=common.progress_enabled(args), **options)
     except ValueError as error:
-        return _error(error)
+        return common.error(PROG, error)
     except KeyboardInterrupt as stop:
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(f"\nmssl-prepare: {what}. Finished shards are kept in {out}; run the "

@@ -36,10 +36,10 @@ def test_every_flag_has_help_and_out_dir_is_a_hidden_alias():
     assert set(sub.choices) == {"fma", "gtzan", "mtat", "folder", "verify"}
     for name, command in sub.choices.items():
         for action in command._actions:
-            if "--out_dir" in action.option_strings:
-                assert action.help == argparse.SUPPRESS and action.dest == "out"
-                continue
             assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+            if action.dest == "out":
+                assert action.option_strings == ["--out", "--out_dir"]
+                assert action.hidden_aliases == ("--out_dir",)
         text = command.format_help()
         assert "--out DIR" in text and "--out_dir" not in text.replace("--out DIR", "")
     assert "(default: 50)" in sub.choices["mtat"].format_help()
@@ -53,7 +53,7 @@ def test_version_and_help_import_no_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.stdout.strip().endswith("TF-FREE"), result.stdout + result.stderr
-    assert f"mssl-prepare {__version__}" in result.stdout
+    assert f"mssl-prepare (mssl_tf) {__version__}" in result.stdout
 
 
 def test_errors_are_printed_in_argparse_style(tmp_path, capsys):
