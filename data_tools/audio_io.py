@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -256,12 +255,6 @@ def _process(spec: TrackSpec, sample_rate: int, min_samples: int) -> TrackResult
     peak = max(-int(pcm.min()), int(pcm.max()))
     return DecodedTrack(spec=spec, pcm=pcm, clipped=clipped, silent=peak <= SILENT_PEAK_LSB,
                         source_rate=rate, source_channels=channels)
-
-
-def process_tracks(specs: Sequence[TrackSpec], sample_rate: int,
-                   min_samples: int) -> list[TrackResult]:
-    """`process_track` over a list (the task of one worker call)."""
-    return [process_track(spec, sample_rate, min_samples) for spec in specs]
 
 
 def duration_seconds(path: str) -> float:
