@@ -297,3 +297,14 @@ def test_truncated_and_missing_shards_are_found(tmp_path):
     # An error on good data says so instead of blaming a shard.
     message = pipeline.explain_data_error(tf.errors.DataLossError(None, None, "x"), out, ("test",))
     assert "every shard matches" in message
+
+
+def test_distribute_datasets_from_function_gives_each_replica_its_share(many_shards):
+    # What a multi-worker or TPU-pod trainer does: the input function gets the InputContext.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dist = strategy.distribute_datasets_from_function(
+        lambda ctx: pipeline.two_view_dataset(many_shards, 6, crop_len=CROP, seed=2,
+                                              shuffle_buffer=4, input_context=ctx))
+    batch = next(iter(dist))
+    shards = strategy.experimental_local_results(batch["view_a"])
+    assert [s.shape for s in shards] == [(3, CROP), (3, CROP)]
