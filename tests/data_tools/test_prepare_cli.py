@@ -146,6 +146,8 @@ def test_conversion_parent_imports_no_model_code(tmp_path):
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     status, modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert status == 0, result.stderr
-    # The record schema and the file helpers only: no pipeline, model, training or Keras code.
+    # The record schema, the file helpers and the shared command-line helpers only: no
+    # pipeline, model or training code.
     assert set(modules) <= {"mssl_tf", "mssl_tf.version", "mssl_tf.constants", "mssl_tf.fileio",
-                            "mssl_tf.data", "mssl_tf.data.features"}, modules
+                            "mssl_tf.data", "mssl_tf.data.features", "mssl_tf.cli",
+                            "mssl_tf.cli.common"}, modules
