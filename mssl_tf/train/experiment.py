@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import gin
 import keras
-import tensorflow as tf
 
 from mssl_tf import configurables, constants, fileio, rundir
 from mssl_tf.data import pipeline
@@ -212,22 +211,11 @@ def _dataset(data_dir: str, global_batch: int, crop_len: int, splits: tuple[str,
              inputs: TwoViewInput):
     kwargs = {"shuffle_buffer": inputs.shuffle_buffer, "cache": inputs.cache,
               "crops_per_track": inputs.crops_per_track, "seed": inputs.seed}
-    # TODO(merge): pipeline's `splits=` (several splits) lands with the data tools' branch.
-    if len(splits) != 1:
-        raise ValueError("pretrain.splits: several splits need the multi-split input pipeline")
-    spe = pipeline.steps_per_epoch(data_dir, global_batch, split=splits[0],
+    spe = pipeline.steps_per_epoch(data_dir, global_batch, splits=splits,
                                    crops_per_track=inputs.crops_per_track)
     dataset = pipeline.two_view_dataset(data_dir, global_batch, crop_len=crop_len,
-                                        split=splits[0], **kwargs)
+                                        splits=splits, **kwargs)
     return dataset, spe
-
-
-def _explain_data_error(error, data_dir: str) -> str:
-    explain = getattr(pipeline, "explain_data_error", None)
-    if explain is not None:
-        return explain(error, data_dir)
-    return (f"A shard in {data_dir!r} is corrupt ({error.message}); check the shards with "
-            f"`mssl-prepare verify --out {data_dir}` and reconvert the bad ones.")
 
 
 def _nan_error(stop: cb.Stop, backup: checkpoints.TrainingBackup, learning_rate,
@@ -343,10 +331,9 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *,
                 rundir.read_run(model_dir).get("latest_epoch", 0) < step // spe:
             recorder.snapshot(step // spe)  # killed between the backup and the snapshot
         try:
-            history = fit_until_done(model, dataset, recorder, loop, spe, step, total_steps,
-                                     global_batch, log)
-        except tf.errors.DataLossError as e:
-            raise ValueError(_explain_data_error(e, data_dir)) from None
+            with pipeline.explain_data_errors(data_dir, splits):
+                history = fit_until_done(model, dataset, recorder, loop, spe, step, total_steps,
+                                         global_batch, log)
         finally:
             recorder.close()
         if recorder.stopped is not None:

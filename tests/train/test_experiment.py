@@ -210,3 +210,16 @@ def test_sigkill_mid_epoch_then_resume_ends_at_same_step(tmp_path, data_dir):
     # One row per epoch, each with the step it ended at.
     rows = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
     assert [(r["epoch"], r["step"]) for r in rows] == [("1", "4"), ("2", "8")]
+
+
+def test_corrupt_shard_is_named_with_the_fix(tmp_path):
+    """A damaged shard stops pre-training with its name and `mssl-prepare verify`, not a raw
+    DataLossError at some byte offset."""
+    data = str(tmp_path / "data")
+    write_synthetic_dataset(data, num_tracks={"train": 16}, seconds=0.5, shards_per_split=2)
+    bad = sorted(f for f in os.listdir(data) if f.endswith(".tfrecord"))[1]
+    raw = bytearray(open(os.path.join(data, bad), "rb").read())
+    raw[len(raw) // 2] ^= 0xFF
+    open(os.path.join(data, bad), "wb").write(bytes(raw))
+    with pytest.raises(ValueError, match=rf"{bad}(.|\n)*mssl-prepare verify --out {data}"):
+        _run(str(tmp_path / "run"), data)
