@@ -54,7 +54,8 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         run_dir = os.path.join(out, "runs", name)
         scalars = read_scalars(os.path.join(run_dir, "logs", "train"))
         rows = list(csv.DictReader(open(os.path.join(run_dir, "history.csv"))))
-        assert rows and {"loss", "rep_std", "rep_rank", "lr", "epoch/loss"} <= set(scalars)
+        assert rows and {"epoch/loss", "epoch/rep_std", "epoch/rep_rank", "epoch/lr",
+                         "epoch/pairs_per_sec"} <= set(scalars)
         epoch_loss = dict(scalars["epoch/loss"])
         for r in rows:
             np.testing.assert_allclose(epoch_loss[int(r["step"])], float(r["loss"]), rtol=1e-6)

@@ -67,7 +67,8 @@ def test_clmr_experiments_state_the_thesis_settings(name, epochs):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("data"))
-    write_synthetic_dataset(out, num_tracks={"train": 8}, seconds=0.3)
+    # All three splits: the GTZAN and FMA runs pre-train on every split.
+    write_synthetic_dataset(out, num_tracks={"train": 8, "valid": 4, "test": 4}, seconds=0.3)
     return out
 
 

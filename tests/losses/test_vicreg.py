@@ -95,8 +95,13 @@ def test_matches_reference(batch, dim):
     total, terms = vicreg_loss(z_a, z_b)
     ref_total, ref_terms = reference_vicreg(z_a, z_b)
     np.testing.assert_allclose(float(ops.convert_to_numpy(total)), ref_total, rtol=1e-5)
-    for name, value in _numpy(terms).items():
-        np.testing.assert_allclose(value, ref_terms[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    values = _numpy(terms)
+    for name, ref in ref_terms.items():
+        np.testing.assert_allclose(values[name], ref, rtol=1e-5, atol=1e-7, err_msg=name)
+    # The weighted terms the trainer logs are the reference terms times 25/25/1.
+    for name, weight in (("invariance", 25.0), ("variance", 25.0), ("covariance", 1.0)):
+        np.testing.assert_allclose(values[f"{name}_weighted"], weight * ref_terms[name],
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
     # The variance hinge and covariance must both be active for the comparison to mean something.
     assert ref_terms["variance"] > 1e-3 and ref_terms["covariance"] > 1e-3
 
