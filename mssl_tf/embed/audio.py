@@ -14,7 +14,9 @@ when the parent is gone, so a SIGKILL of `mssl-embed` leaves no worker behind.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import os
 import signal
 import threading
@@ -135,3 +137,13 @@ def worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
                      name="parent-watchdog").start()
+
+
+def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """`workers` spawned decode processes that exit when this process dies.
+
+    "spawn", not fork: the parent holds TensorFlow, which must not be forked.
+    """
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=worker_init, initargs=(os.getpid(),))
