@@ -243,3 +243,13 @@ def _alive(pid):
             return "\nState:\tZ" not in f.read()  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_decode_worker_modules_import_no_tensorflow():
+    """Spawned decode workers import `mssl_tf.embed.audio`: it must stay TF-free (tens of MB
+    per worker instead of ~700)."""
+    code = ("import sys, mssl_tf.embed.audio, mssl_tf.embed.results, mssl_tf.embed.sources\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], env={**ENV, "PYTHONPATH": os.getcwd()},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
