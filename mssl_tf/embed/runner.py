@@ -2,7 +2,8 @@
 
 Decode workers (spawned processes, TF-free: `mssl_tf.embed.audio`) turn files into chunks; the
 parent stacks chunks of consecutive tracks into fixed-size batches (tracks of any length share
-batches), runs the encoder (and the probe head) once per batch, XLA-compiled, and hands each
+batches), runs the encoder (and the probe head) once per batch (one traced graph, XLA on
+request), and hands each
 track its rows back. Finished tracks go to resumable parts every `save_every` tracks; the final
 output is written atomically at the end.
 """
@@ -56,6 +57,15 @@ class EmbeddingModel:
     multi_label: bool
     sample_rate: int
     source: dict
+
+    _inference: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def batch_inference(self, batch_size: int, xla: bool = False) -> BatchInference:
+        """The (cached) batch function: a second `embed_files` call reuses its compiled graph."""
+        key = (batch_size, xla)
+        if key not in self._inference:
+            self._inference[key] = BatchInference(self, batch_size, xla=xla)
+        return self._inference[key]
 
     @property
     def crop_len(self) -> int:
@@ -118,7 +128,7 @@ def audio_rate() -> int:
 class BatchInference:
     """Fixed-size batches through the encoder (and head): one traced/compiled graph."""
 
-    def __init__(self, model: EmbeddingModel, batch_size: int, xla: bool = True):
+    def __init__(self, model: EmbeddingModel, batch_size: int, xla: bool = False):
         self.model = model
         self.batch_size = batch_size
         model.encoder.trainable = False
@@ -307,7 +317,7 @@ class Progress:
 
 def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
                 hop: int | None = None, chunks: bool = False, workers: int = 2,
-                batch_size: int = 32, save_every: int = 64, xla: bool = True,
+                batch_size: int = 32, save_every: int = 64, xla: bool = False,
                 overwrite: bool = False, stream: TextIO | None = None) -> dict:
     """Embeds every audio file named by `inputs` into one output file (see `results`).
 
@@ -353,7 +363,7 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
     if done:
         logger.info("Resuming: %d of %d files already done (%s)", len(paths) - len(todo),
                     len(paths), store.folder if fileio.isdir(store.folder) else output)
-    infer = BatchInference(model, batch_size, xla=xla)
+    infer = model.batch_inference(batch_size, xla)
     batcher = ChunkBatcher(infer, chunks, model.sample_rate)
     progress = Progress(len(paths), len(paths) - len(todo), stream)
     start = time.monotonic()

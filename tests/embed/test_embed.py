@@ -56,7 +56,7 @@ def test_folder_embeddings_equal_exported_model(tiny_export, audio_folder, tmp_p
     out = str(tmp_path / "emb.npz")
     model = runner.load_model(export_dir)
     summary = runner.embed_files([root], out, model, chunks=True, workers=2, batch_size=8,
-                                 save_every=2)
+                                 save_every=2, xla=True)  # XLA agrees with the SavedModel too
     assert summary["embedded"] == len(good) and len(summary["failed"]) == 2
     assert not os.path.exists(out + ".partial")  # parts removed once the output is written
     d = np.load(out)
@@ -101,7 +101,7 @@ def test_overlapping_chunks_with_hop(tiny_export, audio_folder, tmp_path):
     out = str(tmp_path / "hop.npz")
     hop = CROP // 2
     runner.embed_files([good[3]], out, runner.load_model(export_dir), hop=hop, chunks=True,
-                       workers=0, xla=False)
+                       workers=0)
     d = np.load(out)
     wave = audio.load_waveform(good[3], 22050)
     starts = np.arange(0, len(wave) - CROP + 1, hop)
@@ -130,8 +130,7 @@ def test_killed_run_resumes_to_the_same_output(tiny_export, tmp_path):
     _many_files(root, 150)
     killed, clean = str(tmp_path / "killed.npz"), str(tmp_path / "clean.npz")
     cmd = [sys.executable, "-m", "mssl_tf.cli.embed", root, "--model", export_dir, "--output",
-           killed, "--chunks", "--workers", "0", "--batch_size", "2", "--save_every", "1",
-           "--no_xla"]
+           killed, "--chunks", "--workers", "0", "--batch_size", "2", "--save_every", "1"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = killed + results.PARTIAL_SUFFIX
     deadline = time.monotonic() + 120
@@ -146,9 +145,9 @@ def test_killed_run_resumes_to_the_same_output(tiny_export, tmp_path):
                       for p in os.listdir(parts) if p.endswith(".npz"))
     assert 3 <= done_before < 151
     assert cli.main([root, "--model", export_dir, "--output", killed, "--chunks", "--workers",
-                     "0", "--batch_size", "2", "--no_xla"]) == 0
+                     "0", "--batch_size", "2"]) == 0
     assert cli.main([root, "--model", export_dir, "--output", clean, "--chunks", "--workers",
-                     "0", "--batch_size", "2", "--no_xla"]) == 0
+                     "0", "--batch_size", "2"]) == 0
     a, b = np.load(killed), np.load(clean)
     assert set(a.files) == set(b.files)
     for key in a.files:
@@ -167,7 +166,7 @@ def test_rerun_with_other_settings_is_refused(tiny_export, audio_folder, tmp_pat
     export_dir, _, _ = tiny_export
     root, good, _ = audio_folder
     out = str(tmp_path / "o.npz")
-    args = [good[0], "--model", export_dir, "--output", out, "--workers", "0", "--no_xla"]
+    args = [good[0], "--model", export_dir, "--output", out, "--workers", "0"]
     assert cli.main(args) == 0
     assert cli.main(args) == 0  # same settings: nothing left to do
     assert "1 from an earlier run" in capsys.readouterr().out
@@ -253,3 +252,30 @@ def test_decode_worker_modules_import_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], env={**ENV, "PYTHONPATH": os.getcwd()},
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_run_directory_with_probe_equals_its_export(audio_folder, tmp_path, capsys):
+    from mssl_tf.cli import embed as cli
+    from mssl_tf.export import export_run
+    from tests.export.helpers import make_probed_run, make_run
+    run_dir, probe_dir, shards = make_probed_run(tmp_path / "probed")
+    _, good, _ = audio_folder
+    export_dir = str(tmp_path / "export")
+    export_run(run_dir, export_dir, probe_dir=probe_dir)
+    outs = {}
+    for name, flags in (("run", ["--model", run_dir, "--probe", probe_dir]),
+                        ("export", ["--model", export_dir])):
+        outs[name] = str(tmp_path / f"{name}.npz")
+        assert cli.main([*good[:2], *flags, "--output", outs[name], "--workers", "0"]) == 0
+    a, b = np.load(outs["run"]), np.load(outs["export"])
+    np.testing.assert_array_equal(a["tag_names"], b["tag_names"])
+    np.testing.assert_allclose(a["embedding"], b["embedding"], atol=1e-6)
+    np.testing.assert_allclose(a["tag_probabilities"], b["tag_probabilities"], atol=1e-6)
+    assert json.loads(str(a["settings"]))["model"]["model_dir"] == run_dir
+    # A probe of another run is refused here too, naming both runs.
+    other = make_run(str(tmp_path / "other"), shards, seed=10)
+    assert cli.main([good[0], "--model", other, "--probe", probe_dir, "--output",
+                     str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    assert other in err and run_dir in err and not os.path.exists(tmp_path / "x.npz")
