@@ -279,3 +279,44 @@ def test_run_directory_with_probe_equals_its_export(audio_folder, tmp_path, caps
                      str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err
     assert other in err and run_dir in err and not os.path.exists(tmp_path / "x.npz")
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_finished_tracks_and_stops_the_workers(tiny_export, tmp_path):
+    export_dir, _, _ = tiny_export
+    root = str(tmp_path / "many")
+    _many_files(root, 150)
+    out = str(tmp_path / "t.npz")
+    cmd = [sys.executable, "-m", "mssl_tf.cli.embed", root, "--model", export_dir, "--output",
+           out, "--workers", "2", "--batch_size", "2", "--save_every", "7"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    parts = out + results.PARTIAL_SUFFIX
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            os.path.isdir(parts) and os.listdir(parts)):
+        time.sleep(0.01)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun the same command to resume" in err
+    saved = [results.read_npz(os.path.join(parts, p))[0] for p in sorted(os.listdir(parts))]
+    assert sum(len(r) for r in saved) >= 7 and not os.path.exists(out)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert workers and not any(_alive(p) for p in workers)
+
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
