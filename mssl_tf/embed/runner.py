@@ -369,7 +369,6 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
     start = time.monotonic()
     buffer: list[TrackRecord] = []
     last_save = time.monotonic()
-    new_failed = []
 
     def book(recs: list[TrackRecord]) -> None:
         nonlocal last_save
@@ -387,7 +386,6 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
         for decoded in decode_all(todo, workers, model.sample_rate, model.crop_len, hop):
             if decoded.error is not None:
                 logger.warning("skipped %s: %s", decoded.path, decoded.error)
-                new_failed.append((decoded.path, decoded.error))
                 book([TrackRecord(decoded.path, decoded.duration, error=decoded.error)])
             else:
                 book(batcher.add(decoded))

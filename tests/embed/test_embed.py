@@ -320,3 +320,18 @@ def _children(pid):
             except (OSError, IndexError, ValueError):
                 pass
     return found
+
+
+def test_progress_prints_plain_lines_with_rate_and_eta_when_not_a_tty():
+    import io
+
+    from mssl_tf.embed.runner import Progress
+    stream = io.StringIO()  # not a tty: no bar, plain lines
+    progress = Progress(total=10, already=4, stream=stream, interval=0.0)
+    progress.update(failed=False)
+    progress.update(failed=True)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in stream.getvalue()
+    assert lines[-1].startswith("mssl-embed: 6/10 tracks (1 failed), ")
+    assert "tracks/s, ETA 00:00:" in lines[-1]
