@@ -13,9 +13,11 @@ import dataclasses
 import io
 import os
 import signal
+import sys
 import tempfile
+import threading
+import time
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -255,12 +257,6 @@ def _process(spec: TrackSpec, sample_rate: int, min_samples: int) -> TrackResult
                         source_rate=rate, source_channels=channels)
 
 
-def process_tracks(specs: Sequence[TrackSpec], sample_rate: int,
-                   min_samples: int) -> list[TrackResult]:
-    """`process_track` over a list (the task of one worker call)."""
-    return [process_track(spec, sample_rate, min_samples) for spec in specs]
-
-
 def duration_seconds(path: str) -> float:
     """Duration from the file header (0.0 when the header cannot be read)."""
     try:
@@ -290,7 +286,44 @@ def peak_rss_mb(_: object = None) -> float:
         return 0.0
 
 
-def ignore_sigint() -> None:
-    """Pool initializer: Ctrl-C is handled by the writer process alone, which stops the workers
-    and keeps the finished shards (instead of every worker printing a traceback)."""
+# How often a worker checks that the process that started it is still there.
+PARENT_POLL_SECONDS = 0.5
+
+
+def init_worker(parent_pid: int) -> None:
+    """Initializer of a decode worker: ignore Ctrl-C, and exit when the parent is gone.
+
+    Ctrl-C is handled by the writer process alone, which stops the workers and keeps the
+    finished shards (instead of every worker printing a traceback). A parent killed outright
+    (SIGKILL, or a signal it does not handle) runs no clean-up code; without a check of their
+    own the workers would stay blocked on the result pipe for ever, and keep the resource
+    tracker alive with them. So on Linux the kernel kills a worker whose parent dies
+    (PR_SET_PDEATHSIG), and everywhere a daemon thread polls the parent pid as a fallback.
+
+    Args:
+      parent_pid: pid of the process that started the pool (`os.getpid()` there).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before the above took effect
+        os._exit(1)
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True,
+                     name="parent-watch").start()
+
+
+def _set_parent_death_signal() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes  # noqa: PLC0415  Linux only.
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the polling thread remains
+        pass
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != parent_pid:
+            os._exit(1)  # no clean-up: the parent that would read our results is gone

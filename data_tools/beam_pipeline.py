@@ -18,7 +18,6 @@ import os
 from collections.abc import Sequence
 
 import apache_beam as beam
-import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from data_tools import audio_io, tfrecord_lib
@@ -79,23 +78,15 @@ def convert(listing: Listing, out_dir: str, *, runner: str = "DirectRunner",
     Returns:
       The manifest that was written.
     """
-    lengths = {len(t.labels) for t in listing.tracks}
-    if len(lengths) > 1:
-        raise ValueError(f"{listing.dataset}: label vectors of different lengths {sorted(lengths)}")
-    tracks = tfrecord_lib.order_tracks(listing.tracks)
-    est = dict(zip((t.track_id for t in listing.tracks), listing.est_seconds))
-    plans = tfrecord_lib.plan_shards(listing.dataset, tracks, [est[t.track_id] for t in tracks],
-                                     shard_bytes=shard_bytes, tracks_per_shard=tracks_per_shard)
-    fingerprint = tfrecord_lib.plan_fingerprint(listing, plans)
-    existing = manifest_lib.prepare_out_dir(out_dir, listing.dataset, fingerprint, overwrite)
-    if existing is not None:
-        return existing
-    progress_dir = os.path.join(out_dir, manifest_lib.PROGRESS_DIR)
-    done = manifest_lib.finished_shards(out_dir, progress_dir, [p.name for p in plans])
-    todo = {p.name: p for p in plans if p.name not in done}
+    conversion = tfrecord_lib.plan_conversion(listing, out_dir, shard_bytes=shard_bytes,
+                                              tracks_per_shard=tracks_per_shard,
+                                              overwrite=overwrite)
+    if conversion.existing is not None:
+        return conversion.existing
+    todo = {p.name: p for p in conversion.todo}
     items = [(p.name, i, spec) for p in todo.values() for i, spec in enumerate(p.tracks)]
     log.info("Beam (%s): %d tracks in %d shards to write, %d shards already finished", runner,
-             len(items), len(todo), len(done))
+             len(items), len(todo), len(conversion.done))
     if items:
         options = PipelineOptions(list(pipeline_args), runner=runner)
         with beam.Pipeline(options=options) as p:
@@ -104,13 +95,7 @@ def convert(listing: Listing, out_dir: str, *, runner: str = "DirectRunner",
                  | "Decode" >> beam.Map(_decode, features.SAMPLE_RATE, features.CROP_LEN)
                  | "ByShard" >> beam.GroupByKey()
                  | "WriteShard" >> beam.Map(_write, out_dir, todo))
-    done = manifest_lib.finished_shards(out_dir, progress_dir, [p.name for p in plans])
-    missing = [p.name for p in plans if p.name not in done]
-    if missing:
-        raise RuntimeError(f"Beam run ended without shards {missing[:3]}...; rerun to finish")
-    manifest = manifest_lib.build_manifest(listing, plans, done, fingerprint, command)
-    manifest["runner"] = runner
-    fileio.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest, indent=1,
-                      sort_keys=False)
-    tf.io.gfile.rmtree(progress_dir)
-    return manifest
+    # The workers' completion records, checked like those of a resumed local run.
+    conversion.done = manifest_lib.finished_shards(out_dir, conversion.progress_dir,
+                                                   [p.name for p in conversion.plans])
+    return tfrecord_lib.finish_conversion(conversion, command, runner=runner)

@@ -9,6 +9,7 @@ made it. All file access goes through tf.io.gfile, so `out_dir` may be a gs:// p
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -18,6 +19,8 @@ from data_tools.datasets.common import Listing
 from mssl_tf import fileio
 from mssl_tf.data import features
 from mssl_tf.version import __version__
+
+log = logging.getLogger(__name__)
 
 PROGRESS_DIR = ".mssl_prepare"  # per-shard completion records while a conversion runs
 PLAN_NAME = "plan.json"
@@ -54,9 +57,18 @@ def prepare_out_dir(out_dir: str, dataset: str, fingerprint: str,
       The existing manifest when this exact conversion is already finished, else None.
 
     Raises:
-      ValueError: `out_dir` holds shards of another dataset, schema version or input.
+      ValueError: `out_dir` is a file, or holds shards of another dataset, schema version or
+        input.
     """
-    tf.io.gfile.makedirs(out_dir)
+    if fileio.exists(out_dir) and not fileio.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file, not a folder. Name a new or empty folder "
+                         "(it is created), or the folder of this dataset's earlier conversion.")
+    try:
+        tf.io.gfile.makedirs(out_dir)
+    except (OSError, tf.errors.OpError) as error:  # a file on the path, no permission, ...
+        detail = getattr(error, "message", None) or str(error)
+        raise ValueError(f"--out {out_dir}: cannot create the folder ({detail}). Name a folder "
+                         "you can write to.") from None
     fix = "Choose an empty --out_dir, or pass --overwrite to replace its contents."
     problems = []
     manifest_path = os.path.join(out_dir, features.MANIFEST_NAME)
@@ -94,8 +106,9 @@ def finished_shards(out_dir: str, progress_dir: str, names: Sequence[str]) -> di
     """Shards that a previous run completed, by name, with their completion records.
 
     A shard counts as finished when its completion record exists and the file on disk has the
-    recorded size. Leftover temporary files, and shards without a record (a crash between the
-    rename and the record), are deleted so they are rewritten.
+    recorded size and sha256 (a shard damaged since, e.g. by a disk error or a copy cut short,
+    is converted again). Leftover temporary files, and shards without a valid record (a crash
+    between the rename and the record), are deleted so they are rewritten.
     """
     if tf.io.gfile.isdir(out_dir):
         for name in tf.io.gfile.listdir(out_dir):
@@ -106,13 +119,36 @@ def finished_shards(out_dir: str, progress_dir: str, names: Sequence[str]) -> di
         path = os.path.join(out_dir, name)
         record_path = os.path.join(progress_dir, name + ".json")
         if tf.io.gfile.exists(record_path) and tf.io.gfile.exists(path):
-            record = fileio.read_json(record_path)
-            if tf.io.gfile.stat(path).length == record.get("bytes"):
+            record = _completion_record(record_path)
+            why = _differs(path, record)
+            if why is None:
                 done[name] = record
                 continue
+            log.warning("%s: %s; converting it again", path, why)
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
     return done
+
+
+def _completion_record(path: str) -> dict | None:
+    """A shard's completion record, or None when it is unreadable (a kill while writing it)."""
+    try:
+        record = fileio.read_json(path)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _differs(path: str, record: dict | None) -> str | None:
+    """Why the finished shard at `path` does not match its record (None when it does)."""
+    if record is None:
+        return "its completion record is unreadable"
+    size = tf.io.gfile.stat(path).length
+    if size != record.get("bytes"):
+        return f"{size} bytes, its completion record says {record.get('bytes')}"
+    if fileio.sha256_file(path) != record.get("sha256"):
+        return "sha256 differs from its completion record (the file changed since it was written)"
+    return None
 
 
 def build_manifest(listing: Listing, plans: Sequence, shard_records: Mapping[str, dict],

@@ -153,7 +153,7 @@ def _spawn_executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     # import only audio_io.
     return concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=audio_io.ignore_sigint)
+        initializer=audio_io.init_worker, initargs=(os.getpid(),))
 
 
 def _ordered_map(fn: Callable, items: Iterable, workers: int,
@@ -241,14 +241,129 @@ def _shard_records(plan: ShardPlan, results: Iterator, record: dict, bar) -> Ite
         yield encode_record(result)
 
 
+class NothingConvertedError(ValueError):
+    """Every track of a conversion was skipped; the message gives the first reasons."""
+
+
+def describe_skipped(skipped: Sequence[dict], limit: int = 5) -> str:
+    """The first `limit` skipped files with their reasons, one per line."""
+    lines = [f"  {s['path']}: {s['reason']}" for s in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"  ... and {len(skipped) - limit} more (all are listed in manifest.json's "
+                     "'skipped')")
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Conversion:
+    """The planning half of a conversion, shared by the local writer and the Beam pipeline.
+
+    Attributes:
+      listing: what is converted.
+      out_dir: the output folder.
+      plans: every shard's plan, in order.
+      fingerprint: `plan_fingerprint` of the plans.
+      existing: the manifest when `out_dir` already holds this finished conversion, else None.
+      done: completion records of the shards a previous run finished (checked), by name.
+    """
+
+    listing: Listing
+    out_dir: str
+    plans: list[ShardPlan]
+    fingerprint: str
+    existing: dict | None
+    done: dict[str, dict]
+
+    @property
+    def progress_dir(self) -> str:
+        """Where the per-shard completion records live while the conversion runs."""
+        return os.path.join(self.out_dir, manifest_lib.PROGRESS_DIR)
+
+    @property
+    def todo(self) -> list[ShardPlan]:
+        """The shards still to write."""
+        return [p for p in self.plans if p.name not in self.done]
+
+
+def plan_conversion(listing: Listing, out_dir: str, *,
+                    shard_bytes: int = constants.SHARD_BYTES,
+                    tracks_per_shard: int | None = None, overwrite: bool = False) -> Conversion:
+    """Orders the tracks, plans the shards, guards `out_dir` and finds finished shards.
+
+    Raises:
+      ValueError: nothing to convert, inconsistent labels, `out_dir` is a file or holds another
+        conversion (see the message).
+    """
+    if not listing.tracks:
+        raise NothingConvertedError(
+            f"{listing.dataset}: no track to convert ({len(listing.skipped)} skipped while "
+            "listing):\n" + describe_skipped(listing.skipped))
+    lengths = {len(t.labels) for t in listing.tracks}
+    if len(lengths) > 1:
+        raise ValueError(f"{listing.dataset}: label vectors of different lengths {sorted(lengths)}")
+    tracks = order_tracks(listing.tracks)
+    est = dict(zip((t.track_id for t in listing.tracks), listing.est_seconds))
+    plans = plan_shards(listing.dataset, tracks, [est[t.track_id] for t in tracks],
+                        shard_bytes=shard_bytes, tracks_per_shard=tracks_per_shard)
+    fingerprint = plan_fingerprint(listing, plans)
+    existing = manifest_lib.prepare_out_dir(out_dir, listing.dataset, fingerprint, overwrite)
+    done = {} if existing is not None else manifest_lib.finished_shards(
+        out_dir, os.path.join(out_dir, manifest_lib.PROGRESS_DIR), [p.name for p in plans])
+    return Conversion(listing, out_dir, plans, fingerprint, existing, done)
+
+
+def finish_conversion(conversion: Conversion, command: str, **extra) -> dict:
+    """Writes manifest.json from the finished shards and removes the progress records.
+
+    Args:
+      conversion: the conversion, with every shard in `conversion.done`.
+      command: the command line, recorded in the manifest.
+      **extra: more manifest entries (e.g. the Beam runner).
+
+    Returns:
+      The manifest.
+
+    Raises:
+      NothingConvertedError: every track was skipped; the empty shards are removed and the
+        first reasons given.
+      RuntimeError: shards are missing (a Beam run that ended early).
+    """
+    missing = [p.name for p in conversion.plans if p.name not in conversion.done]
+    if missing:
+        raise RuntimeError(f"the conversion ended without shards {missing[:3]}...; run the same "
+                           "command again to finish it")
+    if not sum(r["num_records"] for r in conversion.done.values()):
+        skipped = list(conversion.listing.skipped) + [
+            s for r in conversion.done.values() for s in r["skipped"]]
+        _remove_shards(conversion)
+        raise NothingConvertedError(
+            f"{conversion.listing.dataset}: every track was skipped ({len(skipped)}), no shard "
+            "written:\n" + describe_skipped(skipped))
+    manifest = manifest_lib.build_manifest(conversion.listing, conversion.plans, conversion.done,
+                                           conversion.fingerprint, command)
+    manifest.update(extra)
+    fileio.write_json(os.path.join(conversion.out_dir, features.MANIFEST_NAME), manifest,
+                      indent=1, sort_keys=False)
+    tf.io.gfile.rmtree(conversion.progress_dir)
+    return manifest
+
+
+def _remove_shards(conversion: Conversion) -> None:
+    """Deletes this conversion's shards and progress records (nothing else in `out_dir`)."""
+    for plan in conversion.plans:
+        fileio.remove(os.path.join(conversion.out_dir, plan.name))
+    fileio.rmtree(conversion.progress_dir)
+
+
 def convert(listing: Listing, out_dir: str, *, workers: int | None = None,
             shard_bytes: int = constants.SHARD_BYTES, tracks_per_shard: int | None = None,
             command: str = "", overwrite: bool = False, progress: bool = True,
             on_shard_done: Callable[[str], None] | None = None) -> dict:
     """Converts a listing into sharded TFRecords plus manifest.json in `out_dir`.
 
-    Resumable: finished shards (renamed from their temporary name, with a completion record)
-    are kept by a rerun of the same conversion, and only the others are written.
+    Resumable: finished shards (renamed from their temporary name, with a completion record
+    whose size and sha256 they still match) are kept by a rerun of the same conversion, and
+    only the others are written.
 
     Args:
       listing: the dataset's tracks (from a reader in data_tools.datasets).
@@ -265,28 +380,19 @@ def convert(listing: Listing, out_dir: str, *, workers: int | None = None,
       The manifest that was written.
 
     Raises:
-      ValueError: inconsistent labels, or `out_dir` holds another conversion (see message).
+      ValueError: inconsistent labels, `out_dir` is a file or holds another conversion, or
+        every track was skipped (`NothingConvertedError`); see the message.
     """
     workers = workers or audio_io.available_cores()
-    lengths = {len(t.labels) for t in listing.tracks}
-    if len(lengths) > 1:
-        raise ValueError(f"{listing.dataset}: label vectors of different lengths {sorted(lengths)}")
-    tracks = order_tracks(listing.tracks)
-    est = dict(zip((t.track_id for t in listing.tracks), listing.est_seconds))
-    plans = plan_shards(listing.dataset, tracks, [est[t.track_id] for t in tracks],
-                        shard_bytes=shard_bytes, tracks_per_shard=tracks_per_shard)
-    fingerprint = plan_fingerprint(listing, plans)
-    existing = manifest_lib.prepare_out_dir(out_dir, listing.dataset, fingerprint, overwrite)
-    if existing is not None:
+    conversion = plan_conversion(listing, out_dir, shard_bytes=shard_bytes,
+                                 tracks_per_shard=tracks_per_shard, overwrite=overwrite)
+    if conversion.existing is not None:
         log.info("%s already holds this conversion (manifest fingerprint matches); nothing to do",
                  out_dir)
-        return existing
-
-    progress_dir = os.path.join(out_dir, manifest_lib.PROGRESS_DIR)
-    done = manifest_lib.finished_shards(out_dir, progress_dir, [p.name for p in plans])
-    todo = [p for p in plans if p.name not in done]
+        return conversion.existing
+    done, todo = conversion.done, conversion.todo
     if done:
-        log.info("resuming: %d of %d shards already finished", len(done), len(plans))
+        log.info("resuming: %d of %d shards already finished", len(done), len(conversion.plans))
     fn = functools.partial(audio_io.process_track, sample_rate=features.SAMPLE_RATE,
                            min_samples=features.CROP_LEN)
     results = _ordered_map(fn, (t for p in todo for t in p.tracks), min(workers, max(
@@ -298,13 +404,9 @@ def convert(listing: Listing, out_dir: str, *, workers: int | None = None,
                       "clipped_samples": 0}
             record.update(write_shard(os.path.join(out_dir, plan.name),
                                       _shard_records(plan, results, record, bar)))
-            fileio.write_json(os.path.join(progress_dir, plan.name + ".json"), record)
+            fileio.write_json(os.path.join(conversion.progress_dir, plan.name + ".json"), record)
             done[plan.name] = record
             if on_shard_done is not None:
                 on_shard_done(plan.name)
     results.close()
-    manifest = manifest_lib.build_manifest(listing, plans, done, fingerprint, command)
-    fileio.write_json(os.path.join(out_dir, features.MANIFEST_NAME), manifest, indent=1,
-                      sort_keys=False)
-    tf.io.gfile.rmtree(progress_dir)
-    return manifest
+    return finish_conversion(conversion, command)

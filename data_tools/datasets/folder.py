@@ -40,18 +40,34 @@ def _hash_split(relative: str, valid_fraction: float, test_fraction: float) -> s
 def read_labels_csv(path: str) -> list[tuple[int, str, list[str], str]]:
     """Rows of a labels CSV as `(line, path, labels, split)` (split "" when not given).
 
+    A row must give every column of the header (`labels` and `split` may be empty: `a.wav,`
+    is an unlabelled file); blank lines are ignored.
+
     Raises:
-      ValueError: the header lacks `path` and `labels` columns.
+      ValueError: the header lacks `path` and `labels` columns, or a row has too few or too
+        many fields or no path (the message names the file and line).
     """
+    rows = []
     with fileio.open_text(path) as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         if "path" not in fields or "labels" not in fields:
             raise ValueError(f"--labels {path}: header must have 'path' and 'labels' columns "
                              f"(optionally 'split'), got {fields}")
-        return [(reader.line_num, r["path"].strip(),
-                 [t.strip() for t in (r["labels"] or "").split(";") if t.strip()],
-                 (r.get("split") or "").strip()) for r in reader]
+        for r in reader:
+            where = f"--labels {path} line {reader.line_num}"
+            if None in r or any(r[k] is None for k in fields):  # too many / too few fields
+                count = len(fields) + len(r.get(None) or []) - sum(r[k] is None for k in fields)
+                raise ValueError(
+                    f"{where}: {count} field(s), the header names {len(fields)} "
+                    f"({','.join(fields)}). Give every column on every row (empty labels are "
+                    "written `file.wav,`; quote a field that holds a comma).")
+            if not r["path"].strip():
+                raise ValueError(f"{where}: the path field is empty")
+            rows.append((reader.line_num, r["path"].strip(),
+                         [t.strip() for t in r["labels"].split(";") if t.strip()],
+                         (r.get("split") or "").strip()))
+    return rows
 
 
 def list_tracks(audio_dir: str, labels_csv: str | None = None, name: str | None = None,

@@ -1,6 +1,6 @@
 """`mssl-embed`: embeddings (and tag probabilities) of your own audio files, in one output file.
 
-    mssl-embed --model EXPORT_DIR|RUN_DIR [--checkpoint latest|EPOCH|PATH] [--probe PROBE_DIR]
+    mssl-embed --model EXPORT_DIR|RUN_DIR [--checkpoint latest|EPOCH|PATH] [--probe_dir PROBE]
                --output embeddings.npz|.parquet [--chunks] [--hop SAMPLES] [--workers 2]
                INPUT [INPUT ...]
 
@@ -12,31 +12,33 @@ interrupted command resumes it.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
 
+from mssl_tf.cli import common
+
+PROG = "mssl-embed"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags of mssl-embed."""
-    p = argparse.ArgumentParser(
-        prog="mssl-embed",
-        description="Embed audio files with a pre-trained encoder (an `mssl-export` folder or "
-                    "an `mssl-pretrain` run): one .npz (default) or .parquet file with each "
-                    "track's mean embedding, optionally per-chunk embeddings, and tag "
-                    "probabilities when the model has a probe head.")
+    p = common.make_parser(
+        PROG, "Embed audio files with a pre-trained encoder (an `mssl-export` folder or an "
+              "`mssl-pretrain` run): one .npz (default) or .parquet file with each track's mean "
+              "embedding, optionally per-chunk embeddings, and tag probabilities when the model "
+              "has a probe head.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio files, folders (recursive), list files (.txt) or globs")
     p.add_argument("--model", required=True,
                    help="an `mssl-export` output folder, or an `mssl-pretrain` run directory")
     p.add_argument("--checkpoint", default="latest",
-                   help="with a run directory: 'latest' (default), an epoch, or a .weights.h5")
-    p.add_argument("--probe", default=None,
-                   help="with a run directory: an `mssl-probe` folder of that checkpoint, for "
-                        "tag probabilities")
-    p.add_argument("--output", "-o", default="embeddings.npz",
-                   help="output file: .npz (default) or .parquet (needs pyarrow)")
+                   help="with a run directory: 'latest', a snapshot epoch, or a .weights.h5")
+    common.add_alias(p, "--probe_dir", "--probe", default=None,
+                     help="with a run directory: an `mssl-probe` folder of that checkpoint, "
+                          "for tag probabilities")
+    common.add_alias(p, "--output", "--out", "-o", default="embeddings.npz",
+                     help="output file: .npz, or .parquet (needs pyarrow)")
     p.add_argument("--chunks", action="store_true",
                    help="also store per-chunk embeddings (and probabilities) with start times")
     p.add_argument("--hop", type=int, default=None,
@@ -58,34 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 also when some files failed: they are listed)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    common.setup(args)
     if args.hop is not None and args.hop <= 0:
-        print(f"mssl-embed: error: --hop must be a positive number of samples, got {args.hop}",
-              file=sys.stderr)
-        return 2
+        return common.error(PROG, f"--hop must be a positive number of samples, got {args.hop}")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    common.import_tensorflow()
     from mssl_tf.embed import runner  # noqa: PLC0415  (imports TensorFlow)
 
     def _terminated(signum, _frame):  # SIGTERM (a scheduler, `timeout`): save, then stop
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminated)
-
     try:
-        model = runner.load_model(args.model, args.checkpoint, args.probe)
+        model = runner.load_model(args.model, args.checkpoint, args.probe_dir)
         summary = runner.embed_files(
             args.inputs, args.output, model, hop=args.hop, chunks=args.chunks,
             workers=args.workers, batch_size=args.batch_size, save_every=args.save_every,
-            xla=args.xla, overwrite=args.overwrite)
+            xla=args.xla, overwrite=args.overwrite, progress=common.progress_enabled(args))
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        print(f"mssl-embed: error: {e}", file=sys.stderr)
-        return 2
+        return common.error(PROG, e)
     except KeyboardInterrupt:
-        print("mssl-embed: interrupted; finished tracks are kept, rerun the same command to "
+        print(f"{PROG}: interrupted; finished tracks are kept, rerun the same command to "
               "resume.", file=sys.stderr)
         return 130
     failed = summary["failed"]
-    print(f"mssl-embed: {summary['embedded']} tracks embedded, {len(failed)} failed -> "
+    print(f"{PROG}: {summary['embedded']} tracks embedded, {len(failed)} failed -> "
           f"{summary['output']} ({summary['tracks_per_s']:.2f} tracks/s"
           + (f"; {summary['resumed']} from an earlier run" if summary["resumed"] else "") + ")")
     for path, reason in failed[:20]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import time
 
@@ -49,29 +50,32 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
 
 
 def _prepare(audio_dir: str, labels_csv: str, shards_dir: str, progress: bool) -> dict:
-    from data_tools import prepare  # noqa: PLC0415
-    argv = ["folder", "--audio_dir", audio_dir, "--labels", labels_csv, "--name", "demo",
-            # One worker decodes in this process: for a few dozen short WAVs that is faster than
-            # starting decode processes (each re-imports the audio stack, ~10-20 s).
-            "--out_dir", shards_dir, "--workers", "1"]
-    if not progress:
-        argv.append("--no_progress")
-    _say("$ mssl-prepare " + " ".join(argv))
-    status = prepare.main(argv)
-    if status != 0:
-        raise RuntimeError(f"mssl-prepare failed with status {status} (see the messages above)")
-    return fileio.read_manifest(shards_dir)
+    """Lists the corpus as `mssl-prepare folder` does and converts it (library calls)."""
+    from data_tools import tfrecord_lib  # noqa: PLC0415
+    from data_tools.datasets import folder  # noqa: PLC0415
+    # The manifest records the equivalent command line, which reproduces these shards.
+    command = shlex.join(["mssl-prepare", "folder", "--audio_dir", audio_dir, "--labels",
+                          labels_csv, "--name", "demo", "--out", shards_dir, "--workers", "1"])
+    _say(f"$ {command}")
+    listing = folder.list_tracks(audio_dir, labels_csv, "demo")
+    # One worker decodes in this process: for a few dozen short WAVs that is faster than
+    # starting decode processes (each re-imports the audio stack, ~10-20 s).
+    manifest = tfrecord_lib.convert(listing, shards_dir, workers=1, progress=progress,
+                                    command=command)
+    counts = ", ".join(f"{s} {e['num_tracks']}" for s, e in manifest["splits"].items())
+    _say(f"wrote {shards_dir}: {counts} tracks; {len(manifest['skipped'])} skipped")
+    return manifest
 
 
 def _pretrain(run_dir: str, gin_file: str, shards_dir: str, epochs: int, verbose) -> dict:
     from mssl_tf import gin_utils  # noqa: PLC0415
     from mssl_tf.train import experiment  # noqa: PLC0415
     params = [f"pretrain.data_dir = '{shards_dir}'", f"pretrain.epochs = {epochs}",
-              f"pretrain.warmup_epochs = {min(1, epochs - 1)}"]  # a 1-epoch run has no warmup
+              f"WarmupCosine.warmup_epochs = {min(1, epochs - 1)}"]  # a 1-epoch run has no warmup
     _say(f"$ mssl-pretrain --model_dir {run_dir} --gin_file {gin_file} "
          + " ".join(f'--gin_param "{p}"' for p in params))
     gin_utils.parse([gin_file], params, model_dir=run_dir)
-    return experiment.pretrain(run_dir, verbose=verbose)
+    return experiment.pretrain(run_dir, loop=experiment.TrainLoop(progress=bool(verbose)))
 
 
 def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,

@@ -8,8 +8,8 @@ exactly one window kept as that window; `hop` instead takes every full window ev
 samples.
 
 Decode workers are spawned processes (the parent holds TensorFlow, which must not be forked)
-that import only this module and `data_tools.audio_io`. Each one watches its parent and exits
-when the parent is gone, so a SIGKILL of `mssl-embed` leaves no worker behind.
+that import only this module and `data_tools.audio_io`, and exit when their parent is gone
+(`audio_io.init_worker`), so a SIGKILL of `mssl-embed` leaves no worker behind.
 """
 
 from __future__ import annotations
@@ -18,16 +18,10 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
-import signal
-import threading
-import time
 
 import numpy as np
 
 from data_tools import audio_io
-
-# How often a worker checks that its parent is still alive, in seconds.
-PARENT_POLL_S = 0.5
 
 
 class AudioInputError(ValueError):
@@ -121,29 +115,13 @@ def decode_for_embedding(path: str, sample_rate: int, crop_len: int,
                    chunks=cut_chunks(wave, starts, crop_len))
 
 
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(PARENT_POLL_S)
-        if os.getppid() != parent:  # re-parented: the parent died (SIGKILL, OOM killer)
-            os._exit(1)
-
-
-def worker_init(parent: int) -> None:
-    """Decode-worker initializer: exit when `parent` dies; leave Ctrl-C to the parent.
-
-    A ProcessPoolExecutor worker blocked on its task queue never sees the parent go (it holds
-    the queue's write end itself), so a watchdog thread polls the parent pid.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
-                     name="parent-watchdog").start()
-
-
 def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     """`workers` spawned decode processes that exit when this process dies.
 
-    "spawn", not fork: the parent holds TensorFlow, which must not be forked.
+    "spawn", not fork: the parent holds TensorFlow, which must not be forked. The initializer
+    is the data tools' (`audio_io.init_worker`: Ctrl-C left to the parent, PR_SET_PDEATHSIG on
+    Linux and a parent-pid watch elsewhere).
     """
     return concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=worker_init, initargs=(os.getpid(),))
+        initializer=audio_io.init_worker, initargs=(os.getpid(),))

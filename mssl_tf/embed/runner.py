@@ -276,14 +276,15 @@ class Progress:
     """Tracks/s and ETA: a tqdm bar on a terminal, a plain line every `interval` s otherwise."""
 
     def __init__(self, total: int, already: int, stream: TextIO | None = None,
-                 interval: float = 10.0):
+                 interval: float = 10.0, enabled: bool = True):
         self.total, self.already = total, already
+        self.enabled = enabled
         self.stream = stream or sys.stdout
         self.interval = interval
         self.start = self.last = time.monotonic()
         self.done = self.failed = 0
         self.bar = None
-        if getattr(self.stream, "isatty", lambda: False)():
+        if enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm.auto import tqdm  # noqa: PLC0415
             self.bar = tqdm(total=total, initial=already, unit="track", desc="mssl-embed",
                             file=self.stream)
@@ -294,6 +295,8 @@ class Progress:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(failed=self.failed, refresh=False)
+            return
+        if not self.enabled:
             return
         now = time.monotonic()
         if now - self.last >= self.interval:
@@ -311,14 +314,15 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        else:
+        elif self.enabled:
             print(self.line(), file=self.stream, flush=True)
 
 
 def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
                 hop: int | None = None, chunks: bool = False, workers: int = 2,
                 batch_size: int = 32, save_every: int = 64, xla: bool = False,
-                overwrite: bool = False, stream: TextIO | None = None) -> dict:
+                overwrite: bool = False, stream: TextIO | None = None,
+                progress: bool = True) -> dict:
     """Embeds every audio file named by `inputs` into one output file (see `results`).
 
     Args:
@@ -333,6 +337,7 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
       xla: compile the batch function with XLA.
       overwrite: replace an existing output made with other settings (or a Parquet one).
       stream: where progress lines go (default stdout).
+      progress: False shows no progress (`--no_progress`).
 
     Returns:
       {"output", "embedded", "failed" [(path, reason)], "resumed", "seconds",
@@ -365,7 +370,7 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
                     len(paths), store.folder if fileio.isdir(store.folder) else output)
     infer = model.batch_inference(batch_size, xla)
     batcher = ChunkBatcher(infer, chunks, model.sample_rate)
-    progress = Progress(len(paths), len(paths) - len(todo), stream)
+    progress_bar = Progress(len(paths), len(paths) - len(todo), stream, enabled=progress)
     start = time.monotonic()
     buffer: list[TrackRecord] = []
     last_save = time.monotonic()
@@ -375,7 +380,7 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
         for rec in recs:
             done[rec.path] = rec
             buffer.append(rec)
-            progress.update(rec.error is not None)
+            progress_bar.update(rec.error is not None)
         if len(buffer) >= save_every or (buffer and time.monotonic() - last_save
                                          > SAVE_INTERVAL_S):
             store.write(buffer)
@@ -392,7 +397,7 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
         book(batcher.finish())
     finally:  # Ctrl-C / SIGTERM / an error: keep what is finished for the rerun
         store.write(buffer)
-        progress.close()
+        progress_bar.close()
     seconds = time.monotonic() - start
     ordered = [done[p] for p in paths]
     results.write_output(output, ordered, settings, model.tag_names)

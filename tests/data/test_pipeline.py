@@ -1,5 +1,7 @@
 """Input pipeline: two-view crops, single crops, test chunks, and bad input."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -158,3 +160,151 @@ def test_schema_round_trip():
     assert back["split"] == "valid" and back["labels"].tolist() == [1.0, 0.0]
     parsed = features.parse_example(tf.constant(rec))
     np.testing.assert_allclose(parsed["audio"].numpy(), audio / 32768.0)
+
+
+# Per-host input (multi-worker, TPU pods) and several splits.
+
+@pytest.fixture(scope="module")
+def many_shards(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("many_shards"))
+    write_synthetic_dataset(out, num_tracks={"train": 14, "valid": 4, "test": 4}, seconds=0.5,
+                            sample_rate=8000, shards_per_split=7)
+    return out
+
+
+def _context(pipeline_id, pipelines=4, replicas=8):
+    return tf.distribute.InputContext(num_input_pipelines=pipelines,
+                                      input_pipeline_id=pipeline_id,
+                                      num_replicas_in_sync=replicas)
+
+
+def test_pipelines_read_disjoint_complete_balanced_parts(many_shards):
+    files = pipeline.list_shards(many_shards, "train")
+    parts = [pipeline.pipeline_files(files, _context(i)) for i in range(4)]
+    flat = [f for p in parts for f in p]
+    assert sorted(flat) == files and len(set(flat)) == len(flat)  # complete, disjoint
+    assert sorted(len(p) for p in parts) == [1, 2, 2, 2]  # 7 files: balanced within one file
+    # The tracks each pipeline reads: disjoint, and together every track once.
+    ids = [[t["track_id"].numpy() for t in pipeline.track_dataset(many_shards, "train",
+                                                                 input_context=_context(i))]
+           for i in range(4)]
+    every = [i for part in ids for i in part]
+    assert len(every) == len(set(every)) == 14
+    assert set(every) == {t["track_id"].numpy()
+                          for t in pipeline.track_dataset(many_shards, "train")}
+
+
+def test_pipeline_batches_its_per_replica_share(many_shards):
+    # 2 pipelines feeding 4 replicas, global batch 8: each pipeline batches 8 / 4 = 2.
+    ds = pipeline.two_view_dataset(many_shards, 8, crop_len=CROP, seed=1, shuffle_buffer=4,
+                                   input_context=_context(1, pipelines=2, replicas=4))
+    batch = next(iter(ds))
+    assert batch["view_a"].shape == batch["view_b"].shape == (2, CROP)
+    # The two pipelines' streams differ although they were given one seed.
+    other = pipeline.two_view_dataset(many_shards, 8, crop_len=CROP, seed=1, shuffle_buffer=4,
+                                      input_context=_context(0, pipelines=2, replicas=4))
+    assert not np.array_equal(next(iter(other))["view_a"].numpy(), batch["view_a"].numpy())
+
+
+def test_fewer_files_than_pipelines_is_refused_with_the_fix(shards):
+    with pytest.raises(ValueError, match=r"2 shard file.*4 input pipelines.*--shard_size_mb"
+                                         r".*--tracks_per_shard"):
+        pipeline.two_view_dataset(shards, 8, crop_len=CROP, input_context=_context(0))
+
+
+def test_several_splits_are_read_together(many_shards):
+    assert pipeline.steps_per_epoch(many_shards, 5, splits=("train", "valid", "test")) == 4
+    assert pipeline.steps_per_epoch(many_shards, 5) == 2  # the old call: train only
+    assert pipeline.steps_per_epoch(many_shards, 5, split="valid", crops_per_track=3) == 2
+    ds = pipeline.two_view_dataset(many_shards, 2, splits=("train", "test"), crop_len=CROP,
+                                   seed=0, repeat=False, shuffle_buffer=0)
+    assert sum(1 for _ in ds) == 9  # 18 tracks, batches of 2
+    with pytest.raises(ValueError, match="either split"):
+        pipeline.steps_per_epoch(many_shards, 5, split="train", splits=("valid",))
+
+
+def test_missing_split_names_the_split_and_manifest(tmp_path):
+    write_synthetic_dataset(str(tmp_path), num_tracks={"train": 4}, seconds=0.5,
+                            sample_rate=8000)
+    for call in (pipeline.steps_per_epoch, pipeline.two_view_dataset):
+        with pytest.raises(ValueError) as info:
+            call(str(tmp_path), 2, splits=("train", "valid"))
+        message = str(info.value)
+        assert "'valid'" in message and "manifest.json" in message
+        assert "train (4 tracks)" in message and "batch size" not in message
+
+
+def test_empty_split_says_empty_not_lower_the_batch(tmp_path):
+    write_synthetic_dataset(str(tmp_path), num_tracks={"train": 0, "test": 3}, seconds=0.5,
+                            sample_rate=8000)
+    for call in (pipeline.steps_per_epoch, pipeline.two_view_dataset):
+        with pytest.raises(ValueError) as info:
+            call(str(tmp_path), 2)
+        message = str(info.value)
+        assert "'train' split" in message and "empty" in message
+        assert "test (3 tracks)" in message and "batch size" not in message
+
+
+@pytest.mark.parametrize("batch", [0, -4])
+def test_non_positive_batch_is_refused(shards, batch):
+    for call in (pipeline.steps_per_epoch, pipeline.two_view_dataset):
+        with pytest.raises(ValueError, match=f"global_batch must be a positive.*{batch}"):
+            call(shards, batch)
+
+
+# A damaged shard is named, with the fix.
+
+def _damage(path):
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_corrupt_shard_is_named_with_the_fix(tmp_path, with_manifest):
+    out = str(tmp_path)
+    write_synthetic_dataset(out, num_tracks={"train": 6, "test": 2}, seconds=0.5,
+                            sample_rate=8000, shards_per_split=3)
+    bad = pipeline.list_shards(out, "train")[1]
+    _damage(bad)
+    if not with_manifest:
+        (tmp_path / "manifest.json").unlink()
+    with pytest.raises(pipeline.CorruptDataError) as info:
+        with pipeline.explain_data_errors(out, ("train",)):
+            for _ in pipeline.two_view_dataset(out, 2, crop_len=CROP, repeat=False):
+                pass
+    message = str(info.value)
+    assert isinstance(info.value.__cause__, tf.errors.DataLossError)
+    assert bad in message and f"mssl-prepare verify --out {out}" in message
+    others = [f for f in pipeline.list_shards(out, "train") if f != bad]
+    assert not any(f in message for f in others)
+    assert ("sha256 differs" if with_manifest else "corrupt TFRecord") in message
+
+
+def test_truncated_and_missing_shards_are_found(tmp_path):
+    out = str(tmp_path)
+    write_synthetic_dataset(out, num_tracks={"train": 6}, seconds=0.5, sample_rate=8000,
+                            shards_per_split=3)
+    first, second, third = pipeline.list_shards(out, "train")
+    with open(first, "r+b") as f:
+        f.truncate(100)
+    os.remove(second)
+    problems = pipeline.find_bad_shards(out)
+    assert len(problems) == 2
+    assert problems[0].startswith(first) and "sha256 differs" in problems[0]
+    assert problems[1] == f"{second}: listed in the manifest but missing"
+    assert pipeline.find_bad_shards(out, ("test",)) == []
+    # An error on good data says so instead of blaming a shard.
+    message = pipeline.explain_data_error(tf.errors.DataLossError(None, None, "x"), out, ("test",))
+    assert "every shard matches" in message
+
+
+def test_distribute_datasets_from_function_gives_each_replica_its_share(many_shards):
+    # What a multi-worker or TPU-pod trainer does: the input function gets the InputContext.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dist = strategy.distribute_datasets_from_function(
+        lambda ctx: pipeline.two_view_dataset(many_shards, 6, crop_len=CROP, seed=2,
+                                              shuffle_buffer=4, input_context=ctx))
+    batch = next(iter(dist))
+    shards = strategy.experimental_local_results(batch["view_a"])
+    assert [s.shape for s in shards] == [(3, CROP), (3, CROP)]

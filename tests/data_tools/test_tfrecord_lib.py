@@ -113,6 +113,55 @@ def test_resume_after_a_crash_keeps_finished_shards(tmp_path, gtzan_listing):
     assert not os.path.exists(os.path.join(out, manifest_lib.PROGRESS_DIR))
 
 
+def test_resume_redoes_a_finished_shard_damaged_since(tmp_path, gtzan_listing, caplog):
+    out = str(tmp_path / "out")
+    stop = []
+
+    def crash_after_second(name):
+        stop.append(name)
+        if len(stop) == 2:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=1, progress=False,
+                             on_shard_done=crash_after_second)
+    damaged, intact = stop
+    path = os.path.join(out, damaged)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: the size still matches its record
+    open(path, "wb").write(bytes(data))
+
+    resumed = []
+    with caplog.at_level("WARNING"):
+        tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=1, progress=False,
+                             on_shard_done=resumed.append)
+    assert damaged in resumed and intact not in resumed
+    assert f"{damaged}: sha256 differs" in caplog.text
+    assert manifest_lib.verify(out) == []
+    reference = str(tmp_path / "reference")
+    tfrecord_lib.convert(gtzan_listing, reference, workers=1, tracks_per_shard=1, progress=False)
+    assert fixtures.shard_bytes(out) == fixtures.shard_bytes(reference)
+
+
+def test_resume_survives_a_truncated_completion_record(tmp_path, gtzan_listing):
+    out = str(tmp_path / "out")
+
+    def crash(name):
+        raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=1, progress=False,
+                             on_shard_done=crash)
+    progress = os.path.join(out, manifest_lib.PROGRESS_DIR)
+    (record,) = [n for n in os.listdir(progress) if n.endswith(".tfrecord.json")]
+    open(os.path.join(progress, record), "w").write('{"num_rec')  # a kill while writing it
+    resumed = []
+    tfrecord_lib.convert(gtzan_listing, out, workers=1, tracks_per_shard=1, progress=False,
+                         on_shard_done=resumed.append)
+    assert record[:-len(".json")] in resumed
+    assert manifest_lib.verify(out) == []
+
+
 def test_finished_output_is_not_rewritten(tmp_path, gtzan_listing):
     out = str(tmp_path / "out")
     first = tfrecord_lib.convert(gtzan_listing, out, workers=1, progress=False)

@@ -264,7 +264,7 @@ def test_run_directory_with_probe_equals_its_export(audio_folder, tmp_path, caps
     export_dir = str(tmp_path / "export")
     export_run(run_dir, export_dir, probe_dir=probe_dir)
     outs = {}
-    for name, flags in (("run", ["--model", run_dir, "--probe", probe_dir]),
+    for name, flags in (("run", ["--model", run_dir, "--probe_dir", probe_dir]),
                         ("export", ["--model", export_dir])):
         outs[name] = str(tmp_path / f"{name}.npz")
         assert cli.main([*good[:2], *flags, "--output", outs[name], "--workers", "0"]) == 0

@@ -1,0 +1,26 @@
+"""The demo's conversion step: library calls (dataset listing + tfrecord_lib.convert)."""
+
+import os
+import sys
+
+from mssl_tf import fileio
+from mssl_tf.demo import run
+from tests.data_tools import fixtures
+
+
+def test_prepare_step_converts_through_the_library(tmp_path, monkeypatch):
+    audio_dir = str(tmp_path / "corpus")
+    for i in range(3):
+        fixtures.write_audio(os.path.join(audio_dir, f"clip{i}.wav"), 3.0, 22050, 200.0 + 300 * i)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,labels,split\nclip0.wav,low,train\nclip1.wav,high,train\n"
+                      "clip2.wav,low,test\n")
+    # The command-line entry point is not used (no library -> CLI call).
+    monkeypatch.setitem(sys.modules, "data_tools.prepare", None)
+    shards = str(tmp_path / "shards")
+    manifest = run._prepare(audio_dir, str(labels), shards, progress=False)
+    assert manifest == fileio.read_manifest(shards)
+    assert manifest["dataset"] == "demo" and manifest["tag_names"] == ["high", "low"]
+    assert {s: e["num_tracks"] for s, e in manifest["splits"].items()} == {
+        "train": 2, "valid": 0, "test": 1}
+    assert manifest["command"].startswith("mssl-prepare folder --audio_dir")
