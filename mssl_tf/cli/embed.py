@@ -1,7 +1,7 @@
 """`mssl-embed`: embeddings (and tag probabilities) of your own audio files, in one output file.
 
     mssl-embed --model EXPORT_DIR|RUN_DIR [--checkpoint latest|EPOCH|PATH] [--probe_dir PROBE]
-               --output embeddings.npz|.parquet [--chunks] [--hop SAMPLES] [--workers 2]
+               --out embeddings.npz|.parquet [--chunks] [--hop SAMPLES] [--workers 2]
                INPUT [INPUT ...]
 
 INPUT: a folder (searched recursively), a list file (.txt: one path per line), a glob, or audio
@@ -30,14 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
               "has a probe head.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio files, folders (recursive), list files (.txt) or globs")
-    p.add_argument("--model", required=True,
-                   help="an `mssl-export` output folder, or an `mssl-pretrain` run directory")
+    common.add_alias(p, "--model", "--model_dir", "--export_dir", required=True,
+                     help="an `mssl-export` output folder, or an `mssl-pretrain` run directory")
     p.add_argument("--checkpoint", default="latest",
                    help="with a run directory: 'latest', a snapshot epoch, or a .weights.h5")
     common.add_alias(p, "--probe_dir", "--probe", default=None,
                      help="with a run directory: an `mssl-probe` folder of that checkpoint, "
                           "for tag probabilities")
-    common.add_alias(p, "--output", "--out", "-o", default="embeddings.npz",
+    common.add_alias(p, "--out", "--output", "-o", default="embeddings.npz",
                      help="output file: .npz, or .parquet (needs pyarrow)")
     p.add_argument("--chunks", action="store_true",
                    help="also store per-chunk embeddings (and probabilities) with start times")
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = runner.load_model(args.model, args.checkpoint, args.probe_dir)
         summary = runner.embed_files(
-            args.inputs, args.output, model, hop=args.hop, chunks=args.chunks,
+            args.inputs, args.out, model, hop=args.hop, chunks=args.chunks,
             workers=args.workers, batch_size=args.batch_size, save_every=args.save_every,
             xla=args.xla, overwrite=args.overwrite, progress=common.progress_enabled(args))
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:

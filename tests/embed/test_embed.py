@@ -129,7 +129,7 @@ def test_killed_run_resumes_to_the_same_output(tiny_export, tmp_path):
     root = str(tmp_path / "many")
     _many_files(root, 150)
     killed, clean = str(tmp_path / "killed.npz"), str(tmp_path / "clean.npz")
-    cmd = [sys.executable, "-m", "mssl_tf.cli.embed", root, "--model", export_dir, "--output",
+    cmd = [sys.executable, "-m", "mssl_tf.cli.embed", root, "--model", export_dir, "--out",
            killed, "--chunks", "--workers", "0", "--batch_size", "2", "--save_every", "1"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = killed + results.PARTIAL_SUFFIX
@@ -144,9 +144,9 @@ def test_killed_run_resumes_to_the_same_output(tiny_export, tmp_path):
     done_before = sum(len(results.read_npz(os.path.join(parts, p))[0])
                       for p in os.listdir(parts) if p.endswith(".npz"))
     assert 3 <= done_before < 151
-    assert cli.main([root, "--model", export_dir, "--output", killed, "--chunks", "--workers",
+    assert cli.main([root, "--model", export_dir, "--out", killed, "--chunks", "--workers",
                      "0", "--batch_size", "2"]) == 0
-    assert cli.main([root, "--model", export_dir, "--output", clean, "--chunks", "--workers",
+    assert cli.main([root, "--model", export_dir, "--out", clean, "--chunks", "--workers",
                      "0", "--batch_size", "2"]) == 0
     a, b = np.load(killed), np.load(clean)
     assert set(a.files) == set(b.files)
@@ -166,7 +166,7 @@ def test_rerun_with_other_settings_is_refused(tiny_export, audio_folder, tmp_pat
     export_dir, _, _ = tiny_export
     root, good, _ = audio_folder
     out = str(tmp_path / "o.npz")
-    args = [good[0], "--model", export_dir, "--output", out, "--workers", "0"]
+    args = [good[0], "--model", export_dir, "--out", out, "--workers", "0"]
     assert cli.main(args) == 0
     assert cli.main(args) == 0  # same settings: nothing left to do
     assert "1 from an earlier run" in capsys.readouterr().out
@@ -267,7 +267,7 @@ def test_run_directory_with_probe_equals_its_export(audio_folder, tmp_path, caps
     for name, flags in (("run", ["--model", run_dir, "--probe_dir", probe_dir]),
                         ("export", ["--model", export_dir])):
         outs[name] = str(tmp_path / f"{name}.npz")
-        assert cli.main([*good[:2], *flags, "--output", outs[name], "--workers", "0"]) == 0
+        assert cli.main([*good[:2], *flags, "--out", outs[name], "--workers", "0"]) == 0
     a, b = np.load(outs["run"]), np.load(outs["export"])
     np.testing.assert_array_equal(a["tag_names"], b["tag_names"])
     np.testing.assert_allclose(a["embedding"], b["embedding"], atol=1e-6)
@@ -275,7 +275,7 @@ def test_run_directory_with_probe_equals_its_export(audio_folder, tmp_path, caps
     assert json.loads(str(a["settings"]))["model"]["model_dir"] == run_dir
     # A probe of another run is refused here too, naming both runs.
     other = make_run(str(tmp_path / "other"), shards, seed=10)
-    assert cli.main([good[0], "--model", other, "--probe", probe_dir, "--output",
+    assert cli.main([good[0], "--model", other, "--probe", probe_dir, "--out",
                      str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err
     assert other in err and run_dir in err and not os.path.exists(tmp_path / "x.npz")
@@ -287,7 +287,7 @@ def test_sigterm_keeps_finished_tracks_and_stops_the_workers(tiny_export, tmp_pa
     root = str(tmp_path / "many")
     _many_files(root, 150)
     out = str(tmp_path / "t.npz")
-    cmd = [sys.executable, "-m", "mssl_tf.cli.embed", root, "--model", export_dir, "--output",
+    cmd = [sys.executable, "-m", "mssl_tf.cli.embed", root, "--model", export_dir, "--out",
            out, "--workers", "2", "--batch_size", "2", "--save_every", "7"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
