@@ -335,3 +335,38 @@ def test_progress_prints_plain_lines_with_rate_and_eta_when_not_a_tty():
     assert len(lines) == 3 and "\r" not in stream.getvalue()
     assert lines[-1].startswith("mssl-embed: 6/10 tracks (1 failed), ")
     assert "tracks/s, ETA 00:00:" in lines[-1]
+
+
+@pytest.mark.slow
+def test_remote_folder_and_output(tiny_export, audio_folder, tmp_path):
+    """A remote folder in, a remote output out (TensorFlow's in-memory ram:// stands in for
+    gs://; one process, since ram:// is per process)."""
+    import tensorflow as tf
+
+    from mssl_tf.embed import runner
+    export_dir, _, _ = tiny_export
+    root, good, bad = audio_folder
+    remote = "ram://embed_test/audio"
+
+    def remote_name(rel):  # ram:// lists folder "b" with a prefix match ("broken.mp3" -> "roken")
+        *folders, name = rel.split("/")
+        return "/".join([f"dir_{f}" for f in folders] + [name])
+
+    for path in good + list(bad):
+        target = remote + "/" + remote_name(os.path.relpath(path, root))
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.copy(path, target, overwrite=True)
+    out = "ram://embed_test/out/emb.npz"
+    model = runner.load_model(export_dir)
+    summary = runner.embed_files([remote], out, model, workers=0, save_every=2)
+    assert summary["embedded"] == len(good) and len(summary["failed"]) == len(bad)
+    remote_out, _ = results.read_npz(out)
+    local = str(tmp_path / "local.npz")
+    runner.embed_files([root], local, model, workers=0)
+    want = {remote_name(os.path.relpath(r.path, root)): r for r in results.read_npz(local)[0]}
+    for rec in remote_out:
+        ref = want[rec.path[len(remote) + 1:]]
+        assert (rec.error is None) == (ref.error is None)
+        if rec.error is None:
+            np.testing.assert_allclose(rec.embedding, ref.embedding, atol=1e-6)
+    assert not tf.io.gfile.exists(out + results.PARTIAL_SUFFIX)
