@@ -19,7 +19,7 @@ from mssl_tf.version import __version__
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 
 _SUBMODULES = frozenset({
-    "augment", "cli", "configurables", "constants", "data", "demo", "distribute", "eval",
+    "augment", "cli", "configurables", "constants", "data", "demo", "distribute", "embed", "eval",
     "export", "fileio", "gin_utils", "losses", "models", "optim", "rundir", "train", "version",
 })
 

@@ -214,7 +214,8 @@ def _results_markdown(table: str, results: dict) -> str:
              table, ""]
     if results["export"]:
         e = results["export"]
-        lines += [f"Exported SavedModel: {e['dir']} (signatures embed, embed_track, tag). "
+        lines += [f"Exported SavedModel: {e['dir']} (signatures embed, embed_track, embed_chunks, "
+                  f"tag, tag_chunks). "
                   f"Example {e['example_clip']}: true tags {', '.join(e['example_true_tags'])}; "
                   f"top predicted {', '.join(e['example_top_tags'])}.", ""]
     lines += ["Figures: " + ", ".join(os.path.basename(p) for p in results["figures"])

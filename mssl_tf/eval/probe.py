@@ -250,7 +250,9 @@ def run_probe(model_dir: str, data_dir: str, *, head: str = "linear",
                   "plateau_patience": plateau_patience, "plateau_threshold": plateau_threshold,
                   "early_stop_patience": early_stop_patience, "seed": seed, "verbose": verbose}
     extra = {"random_init": random_init, "model_dir": model_dir,
-             "checkpoint": {"epoch": ckpt["epoch"], "path": ckpt["path"], "tag": ckpt["tag"]},
+             # sha256 of the snapshot: lets mssl-export refuse a head of other weights.
+             "checkpoint": {"epoch": ckpt["epoch"], "path": ckpt["path"], "tag": ckpt["tag"],
+                            "sha256": None if random_init else ckpt["fingerprint"]},
              "pretrain": pretrain_summary(model_dir, run)}
     return probe_encoder(encoder, data_dir, work_dir=work_dir, out_dir=out_dir, head=head,
                          weights_key=ckpt["fingerprint"], feature_batch_size=feature_batch_size,

@@ -6,9 +6,14 @@ Layout written by `export_run` / `mssl-export --out OUT`:
                                       -> embedding [batch, rep_dim]
                          embed_track  waveform float32 [samples]        -> embedding [rep_dim],
                                       num_chunks int32 []
+                         embed_chunks waveform float32 [samples]        -> embeddings
+                                      [chunks, rep_dim], offsets int64 [chunks] (samples)
                          tag          waveform float32 [samples]        -> probabilities [tags],
                                       tag_names string [tags]           (only with a probe)
-                       `serving_default` is `embed`.
+                         tag_chunks   waveform float32 [samples]        -> probabilities
+                                      [chunks, tags], offsets, tag_names (only with a probe)
+                       `serving_default` is `embed`. Every signature refuses NaN/Inf samples
+                       with an InvalidArgumentError saying so (an in-graph check).
   OUT/encoder.keras    the encoder for `keras.models.load_model` (and the probe head as
                        OUT/probe_head.keras when a probe is given)
   OUT/export.json      sample rate, crop length, rep_dim, tag names, where the weights came from
@@ -44,6 +49,8 @@ INFO_FILE = "export.json"
 # Chunks per encoder call inside `embed_track` / `tag`: bounds the memory of long tracks
 # (a 10-minute track has ~224 chunks; the full SampleCNN needs ~10 MB of activations per chunk).
 CHUNK_BATCH = 16
+SIGNATURES = ["embed", "embed_track", "embed_chunks"]
+TAG_SIGNATURES = ["tag", "tag_chunks"]  # only with a probe head
 
 
 def load_probe(probe_dir: str, rep_dim: int) -> tuple[keras.Model, dict]:
@@ -91,35 +98,54 @@ def load_probe(probe_dir: str, rep_dim: int) -> tuple[keras.Model, dict]:
     return head, results
 
 
-def _mean_over_chunks(waveform: tf.Tensor, crop_len: int, fn, out_dim: int
-                      ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mean of `fn(chunks)` over a track's test chunks, `CHUNK_BATCH` chunks per call."""
+NONFINITE_MESSAGE = (
+    "the waveform contains NaN or Inf samples, which would make every output meaningless; "
+    "replace them (e.g. numpy.nan_to_num) or check the decoder that produced the audio")
+
+
+def _finite(waveform: tf.Tensor) -> tf.Tensor:
+    """`waveform`, with an in-graph check that fails on NaN/Inf samples (every signature)."""
+    return tf.debugging.assert_all_finite(waveform, NONFINITE_MESSAGE)
+
+
+def _protocol_chunks(waveform: tf.Tensor, crop_len: int) -> tf.Tensor:
+    """A track's test chunks [n, crop_len] after the length and finiteness checks."""
     length = tf.shape(waveform, out_type=tf.int64)[0]
     check = tf.debugging.assert_greater_equal(length, tf.constant(crop_len, tf.int64), message=(
         f"the waveform is shorter than one chunk of {crop_len} samples "
         f"({crop_len / features.SAMPLE_RATE:.2f} s at {features.SAMPLE_RATE} Hz); pad or loop "
         "short audio, and resample to 22,050 Hz first"))
     with tf.control_dependencies([check]):  # fail with this message before any slicing
-        waveform = tf.identity(waveform)
+        waveform = tf.identity(_finite(waveform))
     chunks = crops.chunk_track(waveform, crop_len)
     # The protocol drops the last chunk even when full; a track of exactly one chunk keeps it.
-    chunks = tf.cond(tf.shape(chunks)[0] > 0, lambda: chunks,
-                     lambda: tf.reshape(waveform[:crop_len], [1, crop_len]))
+    return tf.cond(tf.shape(chunks)[0] > 0, lambda: chunks,
+                   lambda: tf.reshape(waveform[:crop_len], [1, crop_len]))
+
+
+def _map_chunks(chunks: tf.Tensor, fn, out_dim: int) -> tf.Tensor:
+    """`fn` over [n, crop_len] chunks, `CHUNK_BATCH` per call -> float32 [n, out_dim]."""
     n = tf.shape(chunks)[0]
+    parts = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False,
+                           element_shape=tf.TensorShape([None, out_dim]))
 
-    def body(i, total):
+    def body(i, parts):
         out = tf.cast(fn(chunks[i:i + CHUNK_BATCH]), tf.float32)
-        return i + CHUNK_BATCH, total + tf.reduce_sum(out, axis=0)
+        return i + CHUNK_BATCH, parts.write(i // CHUNK_BATCH, out)
 
-    _, total = tf.while_loop(lambda i, _: i < n, body,
-                             [tf.constant(0), tf.zeros([out_dim], tf.float32)])
-    return total / tf.cast(n, tf.float32), n
+    _, parts = tf.while_loop(lambda i, _: i < n, body, [tf.constant(0), parts])
+    return tf.reshape(parts.concat(), [n, out_dim])
+
+
+def _chunk_offsets(chunks: tf.Tensor, crop_len: int) -> tf.Tensor:
+    return tf.range(tf.shape(chunks, out_type=tf.int64)[0], dtype=tf.int64) * crop_len
 
 
 def build_archive(encoder: keras.Model, head: keras.Model | None = None,
                   tag_names: list[str] | None = None, multi_label: bool = True
                   ) -> keras.export.ExportArchive:
-    """The ExportArchive with the `embed`, `embed_track` (and `tag`) endpoints.
+    """The ExportArchive with the `embed`, `embed_track`, `embed_chunks` (and `tag`,
+    `tag_chunks`) endpoints; each checks its input for NaN/Inf in the graph.
 
     Args:
       encoder: maps float32 `(batch, crop_len)` waveforms to `(batch, rep_dim)`.
@@ -138,33 +164,53 @@ def build_archive(encoder: keras.Model, head: keras.Model | None = None,
     archive = keras.export.ExportArchive()
     archive.track(encoder)
 
+    def encode(x):
+        return tf.cast(encoder(x, training=False), tf.float32)
+
     def embed(waveform):
-        return {"embedding": encoder(waveform, training=False)}
+        return {"embedding": encode(_finite(waveform))}
+
+    def embed_chunks(waveform):
+        chunks = _protocol_chunks(waveform, crop_len)
+        return {"embeddings": _map_chunks(chunks, encode, rep_dim),
+                "offsets": _chunk_offsets(chunks, crop_len)}
 
     def embed_track(waveform):
-        mean, n = _mean_over_chunks(waveform, crop_len,
-                                    lambda x: encoder(x, training=False), rep_dim)
-        return {"embedding": mean, "num_chunks": n}
+        chunks = _protocol_chunks(waveform, crop_len)
+        per_chunk = _map_chunks(chunks, encode, rep_dim)
+        return {"embedding": tf.reduce_mean(per_chunk, axis=0),
+                "num_chunks": tf.shape(per_chunk)[0]}
 
+    track_spec = [tf.TensorSpec([None], tf.float32, name="waveform")]
     archive.add_endpoint("embed", embed, input_signature=[
         tf.TensorSpec([None, crop_len], tf.float32, name="waveform")])
-    archive.add_endpoint("embed_track", embed_track, input_signature=[
-        tf.TensorSpec([None], tf.float32, name="waveform")])
+    archive.add_endpoint("embed_track", embed_track, input_signature=track_spec)
+    archive.add_endpoint("embed_chunks", embed_chunks, input_signature=track_spec)
     if head is not None:
         if not tag_names or len(tag_names) != int(head.output_shape[-1]):
             raise ValueError("tag_names must name every output of the probe head")
         archive.track(head)
         names = tf.constant(list(tag_names), tf.string)
         activation = tf.sigmoid if multi_label else tf.nn.softmax
+        num_tags = len(tag_names)
+
+        def probabilities(x):
+            return activation(tf.cast(head(encode(x), training=False), tf.float32))
 
         def tag(waveform):
-            probs, n = _mean_over_chunks(
-                waveform, crop_len, lambda x: activation(head(encoder(x, training=False),
-                                                              training=False)), len(tag_names))
-            return {"probabilities": probs, "tag_names": tf.identity(names), "num_chunks": n}
+            per_chunk = _map_chunks(_protocol_chunks(waveform, crop_len), probabilities,
+                                    num_tags)
+            return {"probabilities": tf.reduce_mean(per_chunk, axis=0),
+                    "tag_names": tf.identity(names), "num_chunks": tf.shape(per_chunk)[0]}
 
-        archive.add_endpoint("tag", tag, input_signature=[
-            tf.TensorSpec([None], tf.float32, name="waveform")])
+        def tag_chunks(waveform):
+            chunks = _protocol_chunks(waveform, crop_len)
+            return {"probabilities": _map_chunks(chunks, probabilities, num_tags),
+                    "offsets": _chunk_offsets(chunks, crop_len),
+                    "tag_names": tf.identity(names)}
+
+        archive.add_endpoint("tag", tag, input_signature=track_spec)
+        archive.add_endpoint("tag_chunks", tag_chunks, input_signature=track_spec)
     return archive
 
 
@@ -205,7 +251,7 @@ def export_encoder(encoder: keras.Model, out_dir: str, *, head: keras.Model | No
     _save_keras(encoder, os.path.join(out_dir, ENCODER_FILE))
     if head is not None:
         _save_keras(head, os.path.join(out_dir, HEAD_FILE))
-    signatures = ["embed", "embed_track"] + (["tag"] if head is not None else [])
+    signatures = SIGNATURES + (TAG_SIGNATURES if head is not None else [])
     meta = {"sample_rate": features.SAMPLE_RATE, "crop_len": int(encoder.input_shape[-1]),
             "rep_dim": int(encoder.output_shape[-1]), "signatures": signatures,
             "tag_names": list(tag_names or []), "multi_label": bool(multi_label),
@@ -228,6 +274,61 @@ def _same_checkpoint(probe_ckpt: dict, path: str, epoch: int | None) -> bool:
     return probe_ckpt.get("epoch") is None or epoch is None or int(probe_ckpt["epoch"]) == epoch
 
 
+def _inside(path: str, folder: str) -> bool:
+    path, folder = (os.path.normpath(fileio.absolute(p)) for p in (path, folder))
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _same_run(recorded: str | None, model_dir: str, probe_dir: str) -> bool:
+    """True when the probe's recorded run is `model_dir` (a probe folder inside the run counts
+    as the run's own even when the run was moved after probing)."""
+    if _inside(probe_dir, model_dir):
+        return True
+    return bool(recorded) and _inside(recorded, model_dir) and _inside(model_dir, recorded)
+
+
+def check_probe_matches(probe_dir: str, results: dict, model_dir: str, ckpt: dict) -> None:
+    """Refuses a probe head that was not trained on features of exactly this encoder.
+
+    The probe's results.json records its run (`model_dir`), its checkpoint (path, epoch and,
+    from this version on, the weights' sha256) and whether the encoder was random. A recorded
+    hash must equal the exported snapshot's; without one, the run and the checkpoint (file name
+    and epoch) must match.
+
+    Args:
+      probe_dir: the probe folder (for messages and the inside-the-run rule).
+      results: its results.json.
+      model_dir: the run being exported.
+      ckpt: `rundir.load_encoder`'s info of the exported snapshot ("path", "epoch").
+
+    Raises:
+      ValueError: naming the probe's run and checkpoint, the exported ones, and the fix.
+    """
+    probe_ckpt = results.get("checkpoint") or {}
+    probe_run = results.get("model_dir")
+    fix = ("its tag probabilities would be meaningless. Pass the probe's --checkpoint (and "
+           "--model_dir), or probe this checkpoint first with `mssl-probe --model_dir "
+           f"{model_dir} --checkpoint {ckpt['epoch'] if ckpt['epoch'] is not None else 'PATH'}`.")
+    exported = f"{ckpt['path']!r} (epoch {ckpt['epoch']}) of the run {model_dir!r}"
+    if results.get("random_init"):
+        raise ValueError(f"The probe in {probe_dir!r} was trained on features of a random-init "
+                         f"encoder, but the export uses {exported}; {fix}")
+    made_on = (f"{probe_ckpt.get('path')!r} (epoch {probe_ckpt.get('epoch')}) of the run "
+               f"{probe_run!r}")
+    recorded_hash = probe_ckpt.get("sha256")
+    if recorded_hash:
+        if recorded_hash == fileio.sha256_file(ckpt["path"]):
+            return
+        raise ValueError(f"The probe in {probe_dir!r} was trained on features of {made_on}, "
+                         f"whose weights differ from the exported {exported}; {fix}")
+    if not _same_run(probe_run, model_dir, probe_dir):
+        raise ValueError(f"The probe in {probe_dir!r} was trained on features of {made_on}, "
+                         f"another run than the exported {exported}; {fix}")
+    if not _same_checkpoint(probe_ckpt, ckpt["path"], ckpt["epoch"]):
+        raise ValueError(f"The probe in {probe_dir!r} was trained on features of {made_on}, but "
+                         f"the export uses {exported}; {fix}")
+
+
 def export_run(model_dir: str, out_dir: str, *, checkpoint: str | int = "latest",
                probe_dir: str | None = None, overwrite: bool = False) -> dict:
     """Exports a pre-training run's encoder snapshot (and a probe head trained on it).
@@ -244,23 +345,14 @@ def export_run(model_dir: str, out_dir: str, *, checkpoint: str | int = "latest"
 
     Raises:
       FileNotFoundError: no run, snapshot or probe files.
-      ValueError: the probe was trained on another encoder (width or checkpoint).
+      ValueError: the probe was trained on another encoder (width, run or checkpoint).
     """
     encoder, ckpt = rundir.load_encoder(model_dir, checkpoint)
     rep_dim = int(encoder.output_shape[-1])
     head, tag_names, multi_label, probe_info = None, None, True, None
     if probe_dir is not None:
         head, results = load_probe(probe_dir, rep_dim)
-        probe_ckpt = results.get("checkpoint") or {}
-        if results.get("random_init") or not _same_checkpoint(probe_ckpt, ckpt["path"],
-                                                              ckpt["epoch"]):
-            made_on = "a random-init encoder" if results.get("random_init") else (
-                f"{probe_ckpt.get('path')!r} (epoch {probe_ckpt.get('epoch')})")
-            raise ValueError(
-                f"The probe in {probe_dir!r} was trained on features of {made_on}, but the "
-                f"export uses {ckpt['path']!r} (epoch {ckpt['epoch']}); its tag probabilities "
-                "would be meaningless. Pass the probe's --checkpoint, or probe this checkpoint "
-                "first with `mssl-probe`.")
+        check_probe_matches(probe_dir, results, model_dir, ckpt)
         tag_names = [str(t) for t in results["tag_names"]]
         multi_label = bool(results.get("multi_label", True))
         probe_info = {"dir": probe_dir, "head": results.get("head"),
@@ -278,8 +370,9 @@ def export_run(model_dir: str, out_dir: str, *, checkpoint: str | int = "latest"
 class ExportedModel:
     """A reloaded export with input checks that say what is wrong and how to fix it.
 
-    Plain `tf.saved_model.load(OUT/saved_model)` works as well; this wrapper adds numpy in/out
-    and clear errors for the usual mistakes (float64 arrays, wrong clip length, stereo input).
+    Plain `tf.saved_model.load(OUT/saved_model)` works as well; this wrapper adds numpy in/out,
+    audio files in (`embed_file`, `embed_files`) and clear errors for the usual mistakes
+    (float64 arrays, wrong clip length, stereo input, NaN/Inf samples).
     """
 
     def __init__(self, export_dir: str):
@@ -287,8 +380,10 @@ class ExportedModel:
         if not tf.io.gfile.exists(info_path):
             raise FileNotFoundError(f"{export_dir!r} is not an `mssl-export` folder (no "
                                     f"{INFO_FILE}).")
+        self.export_dir = export_dir
         self.info = fileio.read_json(info_path)
         self.crop_len = int(self.info["crop_len"])
+        self.sample_rate = int(self.info["sample_rate"])
         self.tag_names = list(self.info.get("tag_names") or [])
         self.module = tf.saved_model.load(os.path.join(export_dir, SAVED_MODEL_DIR))
 
@@ -301,16 +396,25 @@ class ExportedModel:
             want = f"[batch, {self.crop_len}]" if ndim == 2 else "[samples] (mono)"
             raise ValueError(f"{name} expects a {ndim}-D waveform shaped {want}, got shape "
                              f"{tuple(x.shape)}; mix stereo to mono and resample to "
-                             f"{self.info['sample_rate']} Hz first.")
+                             f"{self.sample_rate} Hz first.")
         if ndim == 2 and x.shape[1] != self.crop_len:
             raise ValueError(f"embed expects clips of exactly {self.crop_len} samples, got "
                              f"{x.shape[1]}; cut clips of that length, or call embed_track "
                              "with the whole track.")
         if ndim == 1 and x.shape[0] < self.crop_len:
-            seconds = self.crop_len / self.info["sample_rate"]
+            seconds = self.crop_len / self.sample_rate
             raise ValueError(f"{name} needs at least {self.crop_len} samples ({seconds:.2f} s), "
                              f"got {x.shape[0]}.")
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(x))))
+        if bad:
+            raise ValueError(f"{name}: {bad} NaN or Inf sample(s) in the waveform, which would "
+                             "make the output meaningless; replace them (e.g. numpy.nan_to_num) "
+                             "or check the decoder that produced the audio.")
         return tf.convert_to_tensor(x)
+
+    def _need_tags(self) -> None:
+        if not hasattr(self.module, "tag"):
+            raise ValueError("This export has no `tag` signature; export with --probe PROBE_DIR.")
 
     def embed(self, clips) -> np.ndarray:
         """(batch, crop_len) float32 clips -> (batch, rep_dim) embeddings."""
@@ -320,12 +424,85 @@ class ExportedModel:
         """A mono track -> its mean chunk embedding, (rep_dim,)."""
         return self.module.embed_track(self._check("embed_track", waveform, 1))["embedding"].numpy()
 
+    def embed_chunks(self, waveform) -> tuple[np.ndarray, np.ndarray]:
+        """A mono track -> (per-chunk embeddings (chunks, rep_dim), chunk offsets in samples)."""
+        out = self.module.embed_chunks(self._check("embed_chunks", waveform, 1))
+        return out["embeddings"].numpy(), out["offsets"].numpy()
+
     def tag(self, waveform) -> dict[str, float]:
         """A mono track -> {tag name: probability} (needs an export made with --probe)."""
-        if not hasattr(self.module, "tag"):
-            raise ValueError("This export has no `tag` signature; export with --probe PROBE_DIR.")
+        self._need_tags()
         out = self.module.tag(self._check("tag", waveform, 1))
         return dict(zip(self.tag_names, out["probabilities"].numpy().tolist()))
+
+    def tag_chunks(self, waveform) -> tuple[np.ndarray, np.ndarray]:
+        """A mono track -> (per-chunk probabilities (chunks, tags), chunk offsets in samples)."""
+        self._need_tags()
+        out = self.module.tag_chunks(self._check("tag_chunks", waveform, 1))
+        return out["probabilities"].numpy(), out["offsets"].numpy()
+
+    def embed_file(self, path: str, *, chunks: bool = False) -> dict:
+        """Embeds an audio file as `mssl-embed` does (same decoder, soxr to the model's rate).
+
+        Args:
+          path: any file the data tools read (WAV, MP3, FLAC, OGG, AU), local or gs://.
+          chunks: also return the per-chunk outputs.
+
+        Returns:
+          {"path", "duration" (s), "n_chunks", "embedding" (rep_dim,)} plus, with a probe,
+          "tag_probabilities" (tags,); with `chunks`, "chunk_embeddings" (n, rep_dim),
+          "chunk_starts" (n,) seconds and, with a probe, "chunk_tag_probabilities" (n, tags).
+
+        Raises:
+          ValueError: the file is not decodable audio or is shorter than one chunk (the
+            message names the file and the reason).
+        """
+        from mssl_tf.embed import audio  # noqa: PLC0415  (TF-free; data_tools on demand)
+
+        try:
+            wave = audio.load_waveform(path, self.sample_rate)
+        except audio.AudioInputError as e:
+            raise ValueError(f"{path}: {e}") from None
+        if len(wave) < self.crop_len:
+            raise ValueError(f"{path}: too short ({len(wave) / self.sample_rate:.2f} s); it "
+                             f"needs at least one chunk of {self.crop_len} samples "
+                             f"({self.crop_len / self.sample_rate:.2f} s).")
+        emb, offsets = self.embed_chunks(wave)
+        out = {"path": path, "duration": len(wave) / self.sample_rate,
+               "n_chunks": len(offsets), "embedding": emb.mean(axis=0)}
+        if self.tag_names:
+            probs, _ = self.tag_chunks(wave)
+            out["tag_probabilities"] = probs.mean(axis=0)
+            if chunks:
+                out["chunk_tag_probabilities"] = probs
+        if chunks:
+            out["chunk_embeddings"] = emb
+            out["chunk_starts"] = offsets / self.sample_rate
+        return out
+
+    def embed_files(self, paths, *, chunks: bool = False, on_error: str = "raise") -> list[dict]:
+        """`embed_file` over many files (one at a time; `mssl-embed` batches and is faster).
+
+        Args:
+          paths: audio files.
+          chunks: also return the per-chunk outputs.
+          on_error: "raise" (default) stops at the first bad file; "skip" returns
+            {"path", "error"} for it and goes on.
+
+        Returns:
+          One dict per path, in order.
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        results = []
+        for path in paths:
+            try:
+                results.append(self.embed_file(path, chunks=chunks))
+            except ValueError as e:
+                if on_error == "raise":
+                    raise
+                results.append({"path": path, "error": str(e)})
+        return results
 
 
 def describe(export_dir: str) -> str:
@@ -339,5 +516,5 @@ def describe(export_dir: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ExportedModel", "build_archive", "describe", "export_encoder", "export_run",
-           "load_probe"]
+__all__ = ["ExportedModel", "build_archive", "check_probe_matches", "describe",
+           "export_encoder", "export_run", "load_probe"]

@@ -12,7 +12,7 @@ import pytest
 
 from mssl_tf.cli import common
 
-COMMANDS = ("pretrain", "probe", "export", "report", "demo")
+COMMANDS = ("pretrain", "probe", "export", "embed", "report", "demo")
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 

@@ -26,7 +26,8 @@ def test_mssl_export_writes_every_signature(probed_run, tmp_path, capsys):
     out = str(tmp_path / "export")
     assert cli.main(["--model_dir", run_dir, "--probe", probe_dir, "--out", out]) == 0
     printed = capsys.readouterr().out
-    assert "signatures embed, embed_track, tag" in printed and "2187 samples" in printed
+    assert "signatures embed, embed_track, embed_chunks, tag, tag_chunks" in printed
+    assert "2187 samples" in printed
     with open(os.path.join(out, "export.json")) as f:
         info = json.load(f)
     with open(os.path.join(probe_dir, "results.json")) as f:
@@ -41,7 +42,8 @@ def test_mssl_export_writes_every_signature(probed_run, tmp_path, capsys):
     assert cli.main(["--model_dir", run_dir, "--out", out, "--overwrite", "--checkpoint", "1"]) == 0
     with open(os.path.join(out, "export.json")) as f:
         info = json.load(f)
-    assert info["signatures"] == ["embed", "embed_track"] and info["source"]["epoch"] == 1
+    assert info["signatures"] == ["embed", "embed_track", "embed_chunks"]
+    assert info["source"]["epoch"] == 1
 
 
 def test_mssl_export_bad_input(tmp_path, capsys):

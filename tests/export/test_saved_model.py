@@ -51,9 +51,11 @@ def test_layout_and_signatures(exported):
     with open(os.path.join(out, "export.json")) as f:
         info = json.load(f)
     assert info["crop_len"] == CROP and info["rep_dim"] == 8 and info["sample_rate"] == 22050
-    assert info["signatures"] == ["embed", "embed_track", "tag"] and info["tag_names"] == TAGS
+    assert info["signatures"] == ["embed", "embed_track", "embed_chunks", "tag", "tag_chunks"]
+    assert info["tag_names"] == TAGS
     loaded = tf.saved_model.load(os.path.join(out, "saved_model"))
-    assert set(loaded.signatures) == {"embed", "embed_track", "tag", "serving_default"}
+    assert set(loaded.signatures) == {"embed", "embed_track", "embed_chunks", "tag", "tag_chunks",
+                                      "serving_default"}
     # What TF Serving's metadata shows: named inputs with the exact shapes and dtypes.
     inputs = loaded.signatures["embed"].structured_input_signature[1]
     assert inputs["waveform"].shape.as_list() == [None, CROP]
@@ -107,6 +109,47 @@ def test_track_of_exactly_one_chunk_is_embedded_as_that_chunk(exported):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("length", [CROP, CROP * 2, CROP * 4 + 17])
+def test_chunk_signatures_give_every_protocol_chunk(exported, length):
+    out, encoder, head = exported
+    model = ExportedModel(out)
+    track = np.random.default_rng(length).uniform(-1, 1, length).astype(np.float32)
+    chunks = _numpy_chunks(track, CROP) if length > CROP else track[None, :CROP]
+    emb, offsets = model.embed_chunks(track)
+    np.testing.assert_array_equal(offsets, np.arange(len(chunks)) * CROP)
+    np.testing.assert_allclose(emb, encoder(chunks, training=False).numpy(), atol=1e-5)
+    np.testing.assert_allclose(emb.mean(0), model.embed_track(track), atol=1e-6)
+    probs, offsets2 = model.tag_chunks(track)
+    np.testing.assert_array_equal(offsets2, offsets)
+    np.testing.assert_allclose(probs, _sigmoid(head(encoder(chunks, training=False)).numpy()),
+                               atol=1e-5)
+    np.testing.assert_allclose(probs.mean(0), [model.tag(track)[t] for t in TAGS], atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_signature_refuses_nan_and_inf_audio(exported, bad):
+    out, _, _ = exported
+    loaded = tf.saved_model.load(os.path.join(out, "saved_model"))
+    track = np.random.default_rng(5).uniform(-1, 1, CROP * 3).astype(np.float32)
+    track[CROP + 11] = bad  # one sample is enough (it moved an embedding by 0.61 before)
+    clips = track[:2 * CROP].reshape(2, CROP)
+    calls = {"embed": clips, "embed_track": track, "embed_chunks": track, "tag": track,
+             "tag_chunks": track}
+    for name, x in calls.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf samples"):
+            loaded.signatures[name](waveform=tf.constant(x))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="nan_to_num"):
+            getattr(loaded, name)(tf.constant(x))  # the tf.function path too
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf samples"):
+        loaded.signatures["serving_default"](waveform=tf.constant(clips))
+    model = ExportedModel(out)
+    for name, x in calls.items():
+        with pytest.raises(ValueError, match=r"1 NaN or Inf sample\(s\).*nan_to_num"):
+            getattr(model, name)(x)
+    # Finite audio still goes through.
+    assert np.isfinite(model.embed_track(np.nan_to_num(track))).all()
+
+
 def test_tag_is_the_mean_of_chunk_probabilities_not_of_logits(exported, tmp_path):
     _, encoder, _ = exported
     rng = np.random.default_rng(11)
@@ -206,7 +249,7 @@ def test_export_run_with_its_probe(probed_run, tmp_path):
     info = export_run(run_dir, out, probe_dir=probe_dir)
     with open(os.path.join(probe_dir, "results.json")) as f:
         results = json.load(f)
-    assert info["tag_names"] == results["tag_names"] and info["signatures"][-1] == "tag"
+    assert info["tag_names"] == results["tag_names"] and "tag" in info["signatures"]
     assert info["source"]["epoch"] == 2 and info["probe"]["metrics"] == results["metrics"]
     head, _ = load_probe(probe_dir, 8)
     encoder, _ = rundir.load_encoder(run_dir, "latest")
@@ -231,6 +274,38 @@ def test_export_run_bad_input(probed_run, tmp_path):
     with pytest.raises(ValueError, match="trained on 8-d features"):
         export_run(wide, str(tmp_path / "o4"), probe_dir=probe_dir)
     assert not os.path.exists(tmp_path / "o3") and not os.path.exists(tmp_path / "o4")
+
+
+@pytest.mark.slow
+def test_export_refuses_a_probe_of_another_run(probed_run, tmp_path):
+    """Issue 11.3: a head probed on run A exported on run B (same file names, same epoch)."""
+    import shutil
+    run_dir, probe_dir, shards = probed_run
+    other = make_run(str(tmp_path / "clmr"), shards, seed=10)  # same layout, other weights
+    with pytest.raises(ValueError) as err:
+        export_run(other, str(tmp_path / "o1"), probe_dir=probe_dir)
+    msg = str(err.value)
+    assert run_dir in msg and other in msg and "weights differ" in msg
+    assert "mssl-probe --model_dir" in msg and "Pass the probe's --checkpoint" in msg
+    assert not os.path.exists(tmp_path / "o1")
+    # A results.json written before the weights hash was recorded: the run itself is compared.
+    old_probe = str(tmp_path / "old_probe")
+    shutil.copytree(probe_dir, old_probe)
+    with open(os.path.join(old_probe, "results.json")) as f:
+        results = json.load(f)
+    assert len(results["checkpoint"]["sha256"]) == 64
+    del results["checkpoint"]["sha256"]
+    with open(os.path.join(old_probe, "results.json"), "w") as f:
+        json.dump(results, f)
+    with pytest.raises(ValueError, match=rf"another run than the exported .*{other}"):
+        export_run(other, str(tmp_path / "o2"), probe_dir=old_probe)
+    export_run(run_dir, str(tmp_path / "o3"), probe_dir=old_probe)  # its own run: accepted
+    # A run moved after probing keeps its probes: same weights, accepted.
+    moved = str(tmp_path / "moved")
+    shutil.copytree(run_dir, moved)
+    moved_probe = os.path.join(moved, os.path.relpath(probe_dir, run_dir))
+    info = export_run(moved, str(tmp_path / "o4"), probe_dir=moved_probe)
+    assert info["signatures"][-2:] == ["tag", "tag_chunks"]
 
 
 @pytest.mark.slow
