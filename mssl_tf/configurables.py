@@ -25,6 +25,8 @@ build_sample_cnn = gin.external_configurable(models.build_sample_cnn, "build_sam
                                              module="mssl_tf.models")
 build_projector = gin.external_configurable(models.build_projector, "build_projector",
                                             module="mssl_tf.models")
+# Bindings such as `SSLModel.stats_group_size` (gin/optimization/thesis_tpu_v3_8.gin).
+SSLModel = gin.external_configurable(models.SSLModel, "SSLModel", module="mssl_tf.models")
 build_probe_head = gin.external_configurable(models.build_probe_head, "build_probe_head",
                                              module="mssl_tf.models")
 vicreg_loss = gin.external_configurable(losses.vicreg_loss, "vicreg_loss", module="mssl_tf.losses")

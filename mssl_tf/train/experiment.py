@@ -19,7 +19,6 @@ import tensorflow as tf
 
 from mssl_tf import configurables, distribute, fileio, rundir
 from mssl_tf.data import pipeline
-from mssl_tf.models import SSLModel
 from mssl_tf.models.sample_cnn import DEFAULT_WIDTHS
 from mssl_tf.optim import WarmupCosine, scaled_learning_rate
 from mssl_tf.train import callbacks as cb
@@ -145,7 +144,7 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *, tpu: str | None = 
         proj = configurables.build_projector(kind=projector, input_dim=rep_dim)
         aug = augmenter(sample_rate=_sample_rate(data_dir)) if augmenter is not None else None
         on_tf = keras.backend.backend() == "tensorflow"
-        model = SSLModel(
+        model = configurables.SSLModel(
             encoder, proj, loss_fn, augmenter=aug,
             collectives=distribute.TFCollectives() if on_tf else None,
             global_stats=global_stats, stats_groups=1 if on_tf else replicas,
