@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
-import itertools
 import json
 import logging
 import os
@@ -32,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 PROBES_DIR = "probes"
 RESULTS_NAME = "results.json"
+# Passes over the train split (each with new crop positions) at most while estimating a
+# random-init encoder's BatchNorm statistics: a tiny split gives fewer crops, not a long wait.
+MAX_BN_PASSES = 10
 
 
 def _probe_labels(manifest: dict, data_dir: str) -> tuple[int, list[str], bool]:
@@ -97,10 +99,10 @@ def estimate_bn_statistics(encoder: keras.Model, data_dir: str, *, num_crops: in
     mode it passes unnormalised activations through and its features shrink layer by layer
     (on real music mean |x| ~ 2.5e-4, a third of the dimensions constant): the probe's floor
     then measures feature scale, not the architecture. This runs the encoder in training mode
-    over `num_crops` random training crops (one per track, further passes with new crop seeds
-    if the split is smaller) with a cumulative-average momentum, (k - 1) / k for batch k, so the
-    moving statistics end as the mean of the batch statistics ("precise BN"); weights are not
-    touched. The encoder is left as it was otherwise (momentum restored).
+    over `num_crops` random training crops (one per track, up to MAX_BN_PASSES passes with new
+    crop seeds if the split is smaller) with a cumulative-average momentum, (k - 1) / k for
+    batch k, so the moving statistics end as the mean of the batch statistics ("precise BN");
+    weights are not touched. The encoder is left as it was otherwise (momentum restored).
 
     Args:
       encoder: the encoder (trainable, so that BatchNorm runs in training mode).
@@ -120,7 +122,7 @@ def estimate_bn_statistics(encoder: keras.Model, data_dir: str, *, num_crops: in
     encoder.trainable = True
     used, batches = 0, 0
     try:
-        for attempt in itertools.count():  # until enough crops, or a pass adds none
+        for attempt in range(MAX_BN_PASSES):  # until enough crops, or a pass adds none
             ds = pipeline.single_crop_dataset(data_dir, "train", batch_size, crop_len=crop_len,
                                               seed=seed + attempt)
             seen = used
