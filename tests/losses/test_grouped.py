@@ -177,3 +177,46 @@ def test_one_device_grouped_equals_eight_replica_per_replica_run(tmp_path):
         per_core = [reference(x_a[i:i + 4] @ kernel, x_b[i:i + 4] @ kernel)[0]
                     for i in range(0, 32, 4)]
         np.testing.assert_allclose(out[name]["losses"], per_core, rtol=1e-5)
+
+
+_JAX_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    sys.modules["tensorflow"] = None  # the keras-only core runs without TensorFlow
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax, keras, numpy as np
+    from mssl_tf.losses import grouped, nt_xent_loss, vicreg_loss
+    from mssl_tf.models import GhostBatchNormalization
+    data = np.load(sys.argv[1])
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    out = {"devices": len(jax.devices())}
+    for name, fn in (("vicreg", vicreg_loss), ("ntxent", nt_xent_loss)):
+        out[name] = float(jax.jit(lambda a, b: grouped(fn, 4)(a, b)[0])(data["z_a"], data["z_b"]))
+    layer = GhostBatchNormalization(virtual_batch_size=4)
+    y = layer(data["z_a"], training=True)
+    out["ghost"] = np.asarray(y).tolist()
+    out["moving_mean"] = np.asarray(layer.moving_mean).tolist()
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_jax_backend_groups_and_ghost_bn(tmp_path):
+    """On JAX (2 host devices, DataParallel) the same grouped losses and per-group BN."""
+    pytest.importorskip("jax")
+    z_a, z_b = _pairs(11, 16, 5)
+    np.savez(tmp_path / "z.npz", z_a=z_a, z_b=z_b)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT, str(tmp_path / "z.npz")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 2
+    for name, (_, reference) in OBJECTIVES.items():
+        np.testing.assert_allclose(out[name], reference_grouped(reference, z_a, z_b, 4)[0],
+                                   rtol=1e-5)
+    groups = z_a.reshape(4, 4, 5).astype(np.float64)
+    mean, var = groups.mean(axis=1, keepdims=True), groups.var(axis=1, keepdims=True)
+    want = ((groups - mean) / np.sqrt(var + 1e-3)).reshape(16, 5)  # Keras' default epsilon
+    np.testing.assert_allclose(np.array(out["ghost"]), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out["moving_mean"], 0.01 * mean.mean(axis=0).ravel(), rtol=1e-4,
+                               atol=1e-6)  # Keras' default momentum 0.99
