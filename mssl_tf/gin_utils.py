@@ -17,9 +17,9 @@ import sys
 
 import gin
 
-from mssl_tf import fileio
+from mssl_tf import fileio, rundir
 
-CONFIG_NAME = "config.gin"
+CONFIG_NAME = rundir.CONFIG_GIN
 
 
 def _gin_dir() -> str:
@@ -89,12 +89,17 @@ def explain_gin_error(error: Exception) -> str:
     text = str(error)
     known = _known_names()
     m = re.search(r"No configurable matching '([^']+)'", text)
+    if m and m.group(1) in RENAMED:
+        return f"{text}\n'{m.group(1)}' was renamed: use {RENAMED[m.group(1)]}."
     if m:
         close = difflib.get_close_matches(m.group(1), list(known), n=5, cutoff=0.5)
         hint = f" Close names: {', '.join(close)}." if close else ""
         return (f"{text}\nUnknown gin configurable {m.group(1)!r}.{hint} Registered names are "
                 "listed in mssl_tf/configurables.py and gin/README.md.")
     m = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", text)
+    if m and f"{m.group(1)}.{m.group(2)}" in RENAMED:
+        return (f"{text}\n'{m.group(1)}.{m.group(2)}' was renamed: use "
+                f"{RENAMED[m.group(1) + '.' + m.group(2)]} (see gin/README.md).")
     if m:
         params = known.get(m.group(1), [])
         close = difflib.get_close_matches(m.group(2), params, n=5, cutoff=0.5)
@@ -102,6 +107,37 @@ def explain_gin_error(error: Exception) -> str:
         return (f"{text}\nUnknown parameter {m.group(2)!r} of {m.group(1)!r}.{hint} Its "
                 f"parameters: {', '.join(params)}.")
     return text
+
+
+def _has_trained(model_dir: str) -> bool:
+    return fileio.exists(rundir.path(model_dir, rundir.BACKUP_DIR, "state.json"))
+
+
+# Bindings of mssl_tf < 0.2 and what replaced them (pretrain takes injected parts).
+RENAMED = {
+    "pretrain.objective": "pretrain.loss_fn = @vicreg_loss (or @nt_xent_loss)",
+    "pretrain.projector": "pretrain.projector = @vicreg_projector (or @clmr_projector)",
+    "build_projector": "vicreg_projector.spec / clmr_projector.spec",
+    "pretrain.base_lr": "WarmupCosine.base_lr (or pretrain.learning_rate = 3e-4, a constant)",
+    "pretrain.lr_schedule": "pretrain.learning_rate = @WarmupCosine (or a number: constant)",
+    "pretrain.warmup_epochs": "WarmupCosine.warmup_epochs",
+    "pretrain.scale_lr_with_batch": "WarmupCosine.batch_reference (a constant is not scaled)",
+    "pretrain.global_stats": "Runtime.global_stats",
+    "pretrain.precision": "Runtime.precision",
+    "pretrain.steps_per_execution": "Runtime.steps_per_execution",
+    "pretrain.jit_compile": "Runtime.jit_compile",
+    "pretrain.devices": "Runtime.devices",
+    "pretrain.collapse_monitors": "TrainLoop.collapse_monitors",
+    "pretrain.backup_every_steps": "TrainLoop.backup_every_steps",
+    "pretrain.milestones": "TrainLoop.milestones",
+    "pretrain.max_steps": "TrainLoop.max_steps",
+    "pretrain.extra_callbacks": "TrainLoop.callbacks",
+    "pretrain.verbose": "TrainLoop.progress",
+    "pretrain.shuffle_buffer": "TwoViewInput.shuffle_buffer",
+    "pretrain.cache": "TwoViewInput.cache",
+    "pretrain.crops_per_track": "TwoViewInput.crops_per_track",
+    "pretrain.seed": "TwoViewInput.seed",
+}
 
 
 def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: str | None = None,
@@ -112,12 +148,13 @@ def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: s
       gin_files: gin files (paths, or names relative to the search path, e.g.
         "experiments/vicreg_fma.gin").
       gin_params: bindings, e.g. ["pretrain.epochs = 3"].
-      model_dir: run directory; its config.gin (if any) is parsed first and compared.
+      model_dir: run directory; the config.gin of a run that has trained (it has a backup) is
+        parsed first and compared.
       allow_config_change: accept a resumed run whose config differs.
       extra_search_paths: more folders for gin files.
 
     Returns:
-      The parsed config string (also written to model_dir/config.gin on a new run).
+      The parsed config string.
 
     Raises:
       ValueError: unknown names (with close matches), or a resumed run whose config changed.
@@ -132,7 +169,7 @@ def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: s
                  if "://" not in f else f for f in gin_files]
     saved_path = os.path.join(model_dir, CONFIG_NAME) if model_dir else None
     saved = None
-    if saved_path and fileio.exists(saved_path):
+    if saved_path and fileio.exists(saved_path) and _has_trained(model_dir):
         saved = fileio.read_text(saved_path)
     try:
         if saved is not None:
@@ -153,6 +190,6 @@ def parse(gin_files: list[str] = (), gin_params: list[str] = (), *, model_dir: s
             f"{model_dir!r} holds a run with another config; resuming it with this one would mix "
             f"two experiments:\n{diff}\nUse a new --model_dir, or pass --allow_config_change to "
             "resume with the new values.")
-    if model_dir and (saved is None or saved != config):
-        fileio.write_text(saved_path, config)
+    # config.gin is written by pretrain when training starts (a start that failed before that,
+    # e.g. on a wrong data_dir, leaves nothing that would block its corrected rerun).
     return config

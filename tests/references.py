@@ -27,7 +27,8 @@ def off_diagonal(m):
 
 
 def reference_vicreg(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4):
-    """VICReg.forward of two (B, D) batches: (loss, {invariance, variance, covariance})."""
+    """VICReg.forward of two (B, D) batches: (loss, {invariance, variance, covariance, and each
+    weighted as in the loss})."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     batch_size, num_features = x.shape
@@ -42,7 +43,11 @@ def reference_vicreg(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e
     cov_loss = ((off_diagonal(cov_x) ** 2).sum() / num_features
                 + (off_diagonal(cov_y) ** 2).sum() / num_features)
     loss = sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
-    return loss, {"invariance": repr_loss, "variance": std_loss, "covariance": cov_loss}
+    # The weighted terms (what our loss also logs) sum to the loss.
+    return loss, {"invariance": repr_loss, "variance": std_loss, "covariance": cov_loss,
+                  "invariance_weighted": sim_coeff * repr_loss,
+                  "variance_weighted": std_coeff * std_loss,
+                  "covariance_weighted": cov_coeff * cov_loss}
 
 
 def reference_lr(step, base_lr, batch_size, steps_per_epoch, epochs, warmup_epochs=10,

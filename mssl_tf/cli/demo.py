@@ -6,47 +6,49 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
+
+from mssl_tf.cli import common
+
+PROG = "mssl-demo"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags of mssl-demo."""
-    p = argparse.ArgumentParser(
-        prog="mssl-demo",
-        description="Generate a small labelled music corpus, convert it with mssl-prepare, "
-                    "pre-train VICReg and CLMR briefly, probe both and a random-init encoder, "
-                    "export the VICReg encoder, and write a comparison table and figures.")
-    p.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
+    p = common.make_parser(
+        PROG, "Generate a small labelled music corpus, convert it with mssl-prepare, pre-train "
+              "VICReg and CLMR briefly, probe both and a random-init encoder, export the VICReg "
+              "encoder, and write a comparison table and figures.")
+    common.add_alias(p, "--out", "--out_dir", default="demo_out", help="output folder")
     p.add_argument("--quick", action="store_true",
                    help="a reduced run (16 training clips of 4 s, 1 epoch) for smoke tests")
     p.add_argument("--epochs", type=int, default=None,
                    help="pre-training epochs per objective (default 12; --quick: 1)")
     p.add_argument("--no_export", action="store_true", help="skip the SavedModel export")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo output in --out")
+    # The demo prints its own stage lines and table; --verbosity info adds the library's logs.
+    p.set_defaults(verbosity="warning")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
-        print("mssl-demo: error: --epochs must be at least 1", file=sys.stderr)
-        return 2
+        return common.error(PROG, "--epochs must be at least 1")
+    common.setup(args, log_format="%(levelname)s %(message)s")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    common.import_tensorflow()
     from mssl_tf.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
 
     try:
         results = run_demo(args.out, quick=args.quick, epochs=args.epochs,
-                           overwrite=args.overwrite, progress=not args.no_progress,
+                           overwrite=args.overwrite, progress=common.progress_enabled(args),
                            export=not args.no_export)
     except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"mssl-demo: error: {e}", file=sys.stderr)
-        return 2
+        return common.error(PROG, e)
     print(f"Done in {results['timings']['total']:.0f} s. Everything is in {args.out}/ "
           "(results.md, figures/, runs/, export/).")
     return 0

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+
+from mssl_tf.cli import common
+
+PROG = "mssl-pretrain"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags of mssl-pretrain."""
-    p = argparse.ArgumentParser(
-        prog="mssl-pretrain",
-        description="Self-supervised pre-training (VICReg or CLMR) of a SampleCNN encoder.")
+    p = common.make_parser(
+        PROG, "Self-supervised pre-training (VICReg or CLMR) of a SampleCNN encoder.")
     p.add_argument("--model_dir", required=True,
                    help="run directory (local or gs://); an existing run is resumed")
     p.add_argument("--gin_file", action="append", default=[],
@@ -21,24 +23,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tpu", default=None, help="Cloud TPU name, or 'local' on a TPU VM")
     p.add_argument("--allow_config_change", action="store_true",
                    help="resume a run even though the gin config differs from its config.gin")
+    p.add_argument("--wait_for_lock", type=float, nargs="?", const=-1.0, default=0.0,
+                   metavar="SECONDS",
+                   help="if another process trains in --model_dir, wait for it (for SECONDS, or "
+                        "without limit when no value is given) instead of refusing")
     return p
+
+
+def resume_command(argv: list[str], params: list[str]) -> str:
+    """The command line that resumes a stopped run with extra gin bindings."""
+    import shlex  # noqa: PLC0415
+
+    extra = [a for p in params for a in ("--gin_param", p)]
+    flag = [] if "--allow_config_change" in argv else ["--allow_config_change"]
+    return shlex.join(["mssl-pretrain", *argv, *extra, *flag])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import mssl_tf  # noqa: F401,PLC0415  (registers every gin configurable; imports TF)
-    from mssl_tf import gin_utils  # noqa: PLC0415
+    common.setup(args)
+    common.import_tensorflow()
+    from mssl_tf import gin_utils  # noqa: PLC0415  (imports TF)
+    from mssl_tf.distribute.runtime import Runtime  # noqa: PLC0415
     from mssl_tf.train import experiment  # noqa: PLC0415
+    from mssl_tf.train.lock import RunLockedError  # noqa: PLC0415
 
+    wait = None if args.wait_for_lock < 0 else args.wait_for_lock
+    # Only an explicit "no progress" overrides a gin binding of TrainLoop.progress.
+    quiet = {} if common.progress_enabled(args) else {"progress": False}
     try:
         gin_utils.parse(args.gin_file, args.gin_param, model_dir=args.model_dir,
                         allow_config_change=args.allow_config_change)
-        result = experiment.pretrain(args.model_dir, tpu=args.tpu)
-    except (ValueError, FileNotFoundError, experiment.NonFiniteLossError) as e:
-        print(f"mssl-pretrain: error: {e}", file=sys.stderr)
-        return 2
+        result = experiment.pretrain(args.model_dir, runtime=Runtime(tpu=args.tpu),
+                                     loop=experiment.TrainLoop(wait_for_lock=wait, **quiet))
+    except experiment.NonFiniteLossError as e:
+        common.error(PROG, f"{e}\nResume from the last good backup with:\n  "
+                           f"{resume_command(argv, e.resume_params[:1])}")
+        return 3
+    except (ValueError, FileNotFoundError, RunLockedError) as e:
+        return common.error(PROG, e)
     print(f"Finished at step {result['step']} ({result['epoch']:.2f} epochs); run in "
           f"{result['model_dir']}")
     return 0

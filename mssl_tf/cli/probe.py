@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+
+from mssl_tf.cli import common
+
+PROG = "mssl-probe"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags of mssl-probe."""
-    p = argparse.ArgumentParser(
-        prog="mssl-probe",
-        description="Train a linear or MLP probe on frozen-encoder features of a labelled "
-                    "dataset and test it with CLMR's chunk-averaged protocol. The encoder's "
-                    "architecture comes from RUN/run.json.")
+    p = common.make_parser(
+        PROG, "Train a linear or MLP probe on frozen-encoder features of a labelled dataset "
+              "and test it with CLMR's chunk-averaged protocol. The encoder's architecture "
+              "comes from RUN/run.json.")
     p.add_argument("--model_dir", required=True, help="pre-training run directory (RUN)")
     p.add_argument("--data_dir", required=True,
                    help="labelled shards from mssl-prepare (e.g. MTAT), with train/valid/test")
     p.add_argument("--head", choices=("linear", "mlp"), default=None,
                    help="probe head (default linear); selects gin/eval/probe_<head>.gin")
-    p.add_argument("--checkpoint", default=None,
-                   help="'latest' (default), an epoch number, or a path to encoder .weights.h5")
+    p.add_argument("--checkpoint", default="latest",
+                   help="'latest', a snapshot epoch, or a path to an encoder .weights.h5 "
+                        "(overrides a run_probe.checkpoint binding)")
     p.add_argument("--random_init", action="store_true",
                    help="probe the run's architecture with random weights (the floor); its "
                         "BatchNorm statistics are first estimated on train crops "
@@ -32,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more gin files, parsed after the head's file (repeatable)")
     p.add_argument("--gin_param", action="append", default=[],
                    help="gin binding, e.g. 'run_probe.max_epochs = 50' (repeatable)")
-    p.add_argument("--out", default=None,
-                   help="folder for results.json and the head (default "
-                        "RUN/probes/<dataset>-<checkpoint>/<head>)")
+    common.add_alias(p, "--out", "--out_dir", default=None,
+                     help="folder for results.json and the head (default "
+                          "RUN/probes/<dataset>-<checkpoint>/<head>)")
     return p
 
 
@@ -53,28 +56,26 @@ def _format(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import mssl_tf  # noqa: F401,PLC0415  (registers every gin configurable; imports TF)
-    from mssl_tf import gin_utils  # noqa: PLC0415
+    common.setup(args)
+    common.import_tensorflow()
+    from mssl_tf import gin_utils  # noqa: PLC0415  (imports TF)
     from mssl_tf.eval import probe  # noqa: PLC0415
 
     head = args.head or "linear"
-    overrides = {"random_init": args.random_init}
+    checkpoint = args.checkpoint
+    overrides = {"random_init": args.random_init,
+                 "checkpoint": int(checkpoint) if checkpoint.isdigit() else checkpoint}
     if args.standardize:
         overrides["standardize"] = True
     if args.head:
         overrides["head"] = args.head
-    if args.checkpoint is not None:
-        overrides["checkpoint"] = (int(args.checkpoint) if args.checkpoint.isdigit()
-                                   else args.checkpoint)
     if args.out:
         overrides["out_dir"] = args.out
     try:
         gin_utils.parse([f"eval/probe_{head}.gin", *args.gin_file], args.gin_param)
         results = probe.run_probe(args.model_dir, args.data_dir, **overrides)
     except (ValueError, FileNotFoundError) as e:
-        print(f"mssl-probe: error: {e}", file=sys.stderr)
-        return 2
+        return common.error(PROG, e)
     print(_format(results))
     return 0
 

@@ -67,11 +67,11 @@ def _pretrain(run_dir: str, gin_file: str, shards_dir: str, epochs: int, verbose
     from mssl_tf import gin_utils  # noqa: PLC0415
     from mssl_tf.train import experiment  # noqa: PLC0415
     params = [f"pretrain.data_dir = '{shards_dir}'", f"pretrain.epochs = {epochs}",
-              f"pretrain.warmup_epochs = {min(1, epochs - 1)}"]  # a 1-epoch run has no warmup
+              f"WarmupCosine.warmup_epochs = {min(1, epochs - 1)}"]  # a 1-epoch run has no warmup
     _say(f"$ mssl-pretrain --model_dir {run_dir} --gin_file {gin_file} "
          + " ".join(f'--gin_param "{p}"' for p in params))
     gin_utils.parse([gin_file], params, model_dir=run_dir)
-    return experiment.pretrain(run_dir, verbose=verbose)
+    return experiment.pretrain(run_dir, loop=experiment.TrainLoop(progress=bool(verbose)))
 
 
 def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,

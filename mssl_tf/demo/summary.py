@@ -8,6 +8,7 @@ import numpy as np
 
 from mssl_tf import fileio
 
+COLORS = ("#9e9e9e", "#1f77b4", "#d62728", "#2ca02c")
 METRICS = (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("clip_roc_auc", "clip ROC-AUC"),
            ("clip_pr_auc", "clip PR-AUC"))
 
@@ -44,70 +45,110 @@ def per_tag_roc_auc(predictions_npz: str, tag_names: list[str]) -> dict[str, flo
     return out
 
 
-def write_figures(out_dir: str, rows: list[dict], histories: dict[str, dict],
-                  per_tag: dict[str, dict[str, float]]) -> list[str]:
-    """Writes probe_metrics.png, pretrain_loss.png and per_tag_roc_auc.png; returns the paths."""
+def _save(fig, path: str) -> str:
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    with fileio.atomic_output(path) as local:
+        fig.savefig(local, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
     import matplotlib  # noqa: PLC0415
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    return plt
 
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    colors = ["#9e9e9e", "#1f77b4", "#d62728", "#2ca02c"]
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+def probe_metrics_figure(rows: list[dict]):
+    """Grouped bars of the probe metrics per encoder; the legend sits right of the axes."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8.2, 3.6))
     width = 0.8 / len(rows)
     x = np.arange(len(METRICS))
     for i, row in enumerate(rows):
         vals = [row["metrics"].get(k) or 0.0 for k, _ in METRICS]
         bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, vals, width, label=row["encoder"],
-                      color=colors[i % len(colors)])
+                      color=COLORS[i % len(COLORS)])
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(x, [name for _, name in METRICS])
     ax.set_ylim(0, 105)
     ax.set_ylabel("score x100 (test split)")
     ax.set_title("Linear probe on frozen encoders (demo corpus)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "probe_metrics.png"))
-    with fileio.atomic_output(paths[-1]) as local:
-        fig.savefig(local, dpi=120)
-    plt.close(fig)
+    return fig
 
-    fig, axes = plt.subplots(1, max(1, len(histories)), figsize=(4.2 * len(histories), 3.2),
-                             squeeze=False)
-    for ax, (name, hist) in zip(axes[0], histories.items()):
+
+def pretrain_figure(histories: dict[str, dict]):
+    """Per run: the loss on its own axes; below it the objective terms (as weighted in the loss
+    when the history has `<term>_weighted`, else raw) with rep_std on a second y axis, so a
+    rising variance term beside a falling rep_std (a collapse sign) is visible."""
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+    from mssl_tf.eval.figures import objective_terms  # noqa: PLC0415  (matplotlib only)
+
+    plt = _pyplot()
+    n = max(1, len(histories))
+    fig, axes = plt.subplots(2, n, figsize=(4.6 * n, 6.4), squeeze=False, sharex="col")
+    for col, (name, hist) in enumerate(histories.items()):
+        top, bottom = axes[0][col], axes[1][col]
         loss = hist.get("loss", [])
-        ax.plot(np.arange(1, len(loss) + 1), loss, marker="o", ms=3, label="loss")
-        for term in ("invariance", "variance", "covariance"):
-            if term in hist:
-                ax.plot(np.arange(1, len(hist[term]) + 1), hist[term], lw=1, label=term)
-        ax.set_xlabel("epoch")
-        ax.set_title(f"{name} pre-training")
-        ax.legend(fontsize=7)
+        epochs = np.arange(1, len(loss) + 1)
+        top.plot(epochs, loss, marker="o", ms=3, color="k", label="loss")
+        top.set_title(f"{name} pre-training: loss")
+        top.grid(True, alpha=0.3)
+        terms, weighted = objective_terms({k: v for k, v in hist.items() if k != "epoch"})
+        for i, term in enumerate(terms):
+            label = term[:-len("_weighted")] if weighted else term
+            bottom.plot(np.arange(1, len(hist[term]) + 1), hist[term], lw=1.2, marker="o",
+                        ms=2, color=COLORS[1 + i % (len(COLORS) - 1)], label=label)
+        bottom.set_ylabel("weighted term" if weighted else "term (raw)")
+        bottom.set_xlabel("epoch")
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.grid(True, alpha=0.3)
+        handles, labels = bottom.get_legend_handles_labels()
+        if "rep_std" in hist:
+            twin = bottom.twinx()
+            twin.plot(np.arange(1, len(hist["rep_std"]) + 1), hist["rep_std"], "--", color="k",
+                      lw=1.2, label="rep_std (right axis)")
+            twin.set_ylabel("rep_std")
+            more_h, more_l = twin.get_legend_handles_labels()
+            handles, labels = handles + more_h, labels + more_l
+        bottom.set_title("objective terms " + ("(as weighted in the loss)" if weighted
+                                               else "(raw)") + " and rep_std", fontsize=9)
+        bottom.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                      ncol=2, fontsize=7, frameon=False)
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "pretrain_loss.png"))
-    with fileio.atomic_output(paths[-1]) as local:
-        fig.savefig(local, dpi=120)
-    plt.close(fig)
+    return fig
 
+
+def per_tag_figure(per_tag: dict[str, dict[str, float]]):
+    """Tag-wise ROC-AUC bars per encoder; chance dashed; the legend right of the axes."""
+    plt = _pyplot()
     tags = list(next(iter(per_tag.values())).keys()) if per_tag else []
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(tags) + 2), 3.4))
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(tags) + 3), 3.4))
     width = 0.8 / max(1, len(per_tag))
     x = np.arange(len(tags))
     for i, (name, scores) in enumerate(per_tag.items()):
         ax.bar(x + (i - (len(per_tag) - 1) / 2) * width,
                [np.nan_to_num(scores[t], nan=0.0) for t in tags], width, label=name,
-               color=colors[i % len(colors)])
+               color=COLORS[i % len(COLORS)])
     ax.axhline(50, color="k", lw=0.7, ls="--")
     ax.set_xticks(x, tags, rotation=30)
     ax.set_ylim(0, 105)
     ax.set_ylabel("ROC-AUC x100")
     ax.set_title("Tag-wise ROC-AUC (dashed: chance)")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "per_tag_roc_auc.png"))
-    with fileio.atomic_output(paths[-1]) as local:
-        fig.savefig(local, dpi=120)
-    plt.close(fig)
-    return paths
+    return fig
+
+
+def write_figures(out_dir: str, rows: list[dict], histories: dict[str, dict],
+                  per_tag: dict[str, dict[str, float]]) -> list[str]:
+    """Writes probe_metrics.png, pretrain_loss.png and per_tag_roc_auc.png; returns the paths."""
+    fileio.makedirs(out_dir)
+    return [_save(probe_metrics_figure(rows), os.path.join(out_dir, "probe_metrics.png")),
+            _save(pretrain_figure(histories), os.path.join(out_dir, "pretrain_loss.png")),
+            _save(per_tag_figure(per_tag), os.path.join(out_dir, "per_tag_roc_auc.png"))]

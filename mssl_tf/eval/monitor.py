@@ -162,6 +162,6 @@ class ProbeMonitor(keras.callbacks.Callback):
                     scores["roc_auc"], scores["pr_auc"])
 
 
-# Usable from gin (e.g. `pretrain.extra_callbacks = [@ProbeMonitor()]`); registered as an external
+# Usable from gin (e.g. `TrainLoop.callbacks = [@ProbeMonitor()]`); registered as an external
 # configurable so the class itself stays plain Keras.
 gin.external_configurable(ProbeMonitor, "ProbeMonitor", module="mssl_tf.eval")

@@ -1,4 +1,10 @@
-"""Self-supervised objectives: pure functions of two embedding batches returning (total, terms)."""
+"""Self-supervised objectives: pure functions of two embedding batches returning (total, terms).
+
+An objective is called as `fn(z_a, z_b, gather=...)` and returns `(total, terms)`; its attribute
+`term_names` lists the entries of `terms` the trainer logs (history.csv, TensorBoard). Training
+picks the objective by gin reference (`pretrain.loss_fn = @vicreg_loss` or `@nt_xent_loss`);
+`get_loss` looks one up by name for scripts and tests.
+"""
 
 from __future__ import annotations
 

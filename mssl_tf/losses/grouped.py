@@ -83,6 +83,7 @@ def grouped(loss_fn: Callable, group_size: int) -> Callable:
         return ops.mean(total), {name: ops.mean(v) for name, v in terms.items()}
 
     grouped_loss.__name__ = f"grouped_{getattr(loss_fn, '__name__', 'loss')}"
+    grouped_loss.term_names = tuple(getattr(loss_fn, "term_names", ()))
     grouped_loss.group_size = group_size
     grouped_loss.loss_fn = loss_fn
     return grouped_loss

@@ -81,3 +81,7 @@ def nt_xent_loss(z_a, z_b, temperature: float = 0.5, gather: Gather | None = Non
     terms = {"nt_xent": total, "positive_cosine": 2.0 * positive_sum / n_f,
              "negative_cosine": negative_cosine}
     return total, terms
+
+
+# The terms the trainer logs besides the loss ("nt_xent" is the loss itself).
+nt_xent_loss.term_names = ("positive_cosine", "negative_cosine")

@@ -95,8 +95,9 @@ def vicreg_loss(z_a, z_b, sim_weight: float = 25.0, var_weight: float = 25.0,
       eps: added to the variance inside the square root.
 
     Returns:
-      `(total, terms)`: the weighted float32 scalar loss and a dict of the unweighted float32
-      scalars "invariance", "variance" and "covariance".
+      `(total, terms)`: the weighted float32 scalar loss and a dict of float32 scalars: the
+      unweighted "invariance", "variance" and "covariance", and each as weighted in the total
+      ("invariance_weighted", ...; they sum to `total`).
 
     Raises:
       ValueError: if the inputs are not matching 2-D batches or the (gathered) batch has fewer
@@ -123,5 +124,13 @@ def vicreg_loss(z_a, z_b, sim_weight: float = 25.0, var_weight: float = 25.0,
     covariance = cov_x + cov_y
 
     total = sim_weight * invariance + var_weight * variance + cov_weight * covariance
-    terms = {"invariance": invariance, "variance": variance, "covariance": covariance}
+    terms = {"invariance": invariance, "variance": variance, "covariance": covariance,
+             "invariance_weighted": sim_weight * invariance,
+             "variance_weighted": var_weight * variance,
+             "covariance_weighted": cov_weight * covariance}
     return total, terms
+
+
+# The terms the trainer logs (declared, so no dry run is needed to discover them).
+vicreg_loss.term_names = ("invariance", "variance", "covariance", "invariance_weighted",
+                          "variance_weighted", "covariance_weighted")

@@ -36,9 +36,16 @@ def effective_rank(h, eps: float = 1e-7):
 
     exp(entropy of the normalised singular values of the centred batch): D for isotropic
     features, 1 for features on a line. A fall during training is dimensional collapse.
+    NaN when `h` holds a non-finite value, so a diverging run reaches the trainer's guard
+    instead of failing inside the eigendecomposition.
     """
     h = ops.cast(h, "float32")
+    finite = ops.all(ops.isfinite(h))
+    h = ops.where(ops.isfinite(h), h, 0.0)
     h = h - ops.mean(h, axis=0, keepdims=True)
+    # The rank is scale-invariant; dividing by the largest entry keeps the Gram matrix finite
+    # for huge (diverging) activations, whose squares overflow float32.
+    h = h / ops.maximum(ops.max(ops.abs(h)), 1e-30)
     # The nonzero eigenvalues of h^T h (D x D) and h h^T (B x B) are the same squared singular
     # values (zeros add nothing to the entropy), so decompose the smaller one: a batch of 256
     # 512-d features needs a 256 x 256 eigh, a quarter of the work, every training step.
@@ -50,7 +57,8 @@ def effective_rank(h, eps: float = 1e-7):
     eig = ops.eigh(gram)[0]
     s = ops.sqrt(ops.maximum(eig, 0.0))
     p = s / (ops.sum(s) + eps)
-    return ops.exp(-ops.sum(p * ops.log(p + eps)))
+    rank = ops.exp(-ops.sum(p * ops.log(p + eps)))
+    return ops.where(finite, rank, float("nan"))
 
 
 def mean_std(h):
@@ -70,7 +78,8 @@ class SSLModel(keras.Model):
       encoder: maps `(batch, crop_len)` waveforms to `(batch, rep_dim)`.
       projector: maps representations to embeddings.
       loss_fn: objective `(z_a, z_b, gather=...) -> (total, terms)`, e.g.
-        `mssl_tf.losses.vicreg_loss`; extra arguments come from `loss_kwargs`.
+        `mssl_tf.losses.vicreg_loss`; extra arguments come from `loss_kwargs`. The entries of
+        `terms` named by its `term_names` attribute are logged (none when it has none).
       loss_kwargs: keyword arguments of `loss_fn` (weights, temperature).
       augmenter: a layer applied to each view independently with `training=True`; None = none.
       collectives: object with `gather(x)` and `scale_loss(loss)`; None = `LocalCollectives`.
@@ -107,11 +116,8 @@ class SSLModel(keras.Model):
                               if self.stats_group_size else None)
         self.collapse_monitors = collapse_monitors
         # Trackers held in dicts are tracked by Keras (they appear in `self.metrics` and are
-        # reset every epoch). Term names come from a dry run on a tiny batch, so trackers exist
-        # before tracing.
-        probe = np.random.default_rng(0).standard_normal((4, 3)).astype("float32")
-        _, terms = loss_fn(probe, probe[::-1], **self.loss_kwargs)
-        self.term_names = [k for k in terms if k != "nt_xent"]
+        # reset every epoch); the objective declares its terms, so they exist before tracing.
+        self.term_names = list(getattr(loss_fn, "term_names", ()))
         self.term_trackers = {k: keras.metrics.Mean(name=k) for k in self.term_names}
         self.monitor_trackers = {}
         if collapse_monitors:

@@ -12,14 +12,16 @@ n-th update (n = 0, 1, ...) uses lr(n), exactly as the reference sets lr(step) b
 `optimizer.step()`; in particular the very first update has lr = 0 when there is a warmup.
 Here `batch_size` must be the *global* batch (all replicas), and the schedule holds the end value
 after the last step instead of letting the cosine rise again.
+
+This is Keras' `CosineDecay(initial_learning_rate=0, warmup_target=peak, warmup_steps=warmup,
+decay_steps=total - warmup, alpha=end_factor)`, whose decay is `peak * ((1 - alpha) * q + alpha)`
+= the formula above (tests/optim check the two against each other); `WarmupCosine` only adds the
+batch scaling and epoch-based arguments.
 """
 
 from __future__ import annotations
 
-import math
-
 import keras
-from keras import ops
 
 
 def scaled_learning_rate(base_lr: float, global_batch: int, batch_reference: int = 256) -> float:
@@ -45,7 +47,7 @@ def scaled_learning_rate(base_lr: float, global_batch: int, batch_reference: int
 
 
 @keras.saving.register_keras_serializable(package="mssl_tf")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosine(keras.optimizers.schedules.CosineDecay):
     """Linear warmup from 0 to the batch-scaled peak, then cosine decay to `end_factor` x peak.
 
     Args:
@@ -85,21 +87,12 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         self.end_factor = float(end_factor)
         self.batch_reference = int(batch_reference)
         self.peak_lr = scaled_learning_rate(base_lr, global_batch, batch_reference)
-        self.warmup_steps = float(warmup_epochs) * self.steps_per_epoch
+        self.warmup_steps_f = float(warmup_epochs) * self.steps_per_epoch
         self.total_steps = float(total_epochs) * self.steps_per_epoch
-
-    def __call__(self, step):
-        """Learning rate at optimizer iteration `step` (0-based), as a float32 scalar tensor."""
-        step = ops.cast(step, "float32")
-        peak = self.peak_lr
-        end = self.end_factor * peak
-        # max(warmup, 1) only avoids 0/0 when there is no warmup; that branch is then never taken.
-        warmup_lr = peak * step / max(self.warmup_steps, 1.0)
-        decay_steps = self.total_steps - self.warmup_steps
-        progress = ops.minimum((step - self.warmup_steps) / decay_steps, 1.0)
-        q = 0.5 * (1.0 + ops.cos(math.pi * progress))
-        cosine_lr = peak * q + end * (1.0 - q)
-        return ops.where(step < self.warmup_steps, warmup_lr, cosine_lr)
+        super().__init__(initial_learning_rate=0.0,
+                         decay_steps=self.total_steps - self.warmup_steps_f,
+                         alpha=self.end_factor, warmup_target=self.peak_lr,
+                         warmup_steps=self.warmup_steps_f, name="WarmupCosine")
 
     def get_config(self) -> dict:
         """Returns the constructor arguments."""

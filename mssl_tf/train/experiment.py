@@ -1,207 +1,404 @@
-"""gin entry point of pre-training: all the wiring between data, model, objective and optimizer.
+"""gin entry point of pre-training: a run assembled from injected parts.
 
-`pretrain(...)` is what `mssl-pretrain` runs after parsing gin; every argument can be bound in a
-gin file (`pretrain.global_batch = 768`), and the pieces are configured on their own builders
-(`build_sample_cnn.rep_dim`, `build_projector.spec`, `vicreg_loss.sim_weight`, `LARS.momentum`,
-`AudioAugment.pitch_p`, ...).
+`pretrain(model_dir)` is what `mssl-pretrain` runs after parsing gin. Every part is a gin
+reference, as in magenta/ddsp:
+
+    pretrain.encoder = @build_sample_cnn          # build_sample_cnn.rep_dim = 512
+    pretrain.projector = @vicreg_projector        # vicreg_projector.spec = "8192-8192-8192"
+    pretrain.loss_fn = @vicreg_loss               # vicreg_loss.sim_weight = 25.0
+    pretrain.optimizer = @LARS                    # LARS.momentum = 0.9
+    pretrain.learning_rate = @WarmupCosine        # WarmupCosine.base_lr = 0.2 (or a number)
+    pretrain.augmenter = @AudioAugment            # AudioAugment.pitch_p = 0.6
+
+The machine side (strategy, precision, statistics scope) is `Runtime`, the input pipeline's
+settings `TwoViewInput`, and the loop's (backups, snapshots, logging) `TrainLoop`; each is bound
+in gin by its own name. The function itself does four things: build the model, record the run,
+restore its state, fit until done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import shlex
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gin
 import keras
 import tensorflow as tf
 
-from mssl_tf import configurables, distribute, fileio, rundir
+from mssl_tf import configurables, constants, fileio, rundir
 from mssl_tf.data import pipeline
-from mssl_tf.models.sample_cnn import DEFAULT_WIDTHS
-from mssl_tf.optim import WarmupCosine, scaled_learning_rate
+from mssl_tf.distribute.runtime import Runtime
+from mssl_tf.models import SSLModel
 from mssl_tf.train import callbacks as cb
 from mssl_tf.train import checkpoints
+from mssl_tf.train.lock import RunLock
+from mssl_tf.train.runlog import RunLog
 from mssl_tf.version import __version__
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MILESTONES = (300, 1000, 3000, 5000, 8000)  # thesis Table A.1
 
 
-def _resolve_precision(precision: str, strategy) -> str:
-    if precision != "auto":
-        return precision
-    if keras.backend.backend() == "tensorflow":
-        on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-        has_gpu = bool(tf.config.list_logical_devices("GPU"))
-        return "mixed_bfloat16" if on_tpu or has_gpu else "float32"
-    import jax  # noqa: PLC0415  (JAX backend only)
-    return "float32" if jax.default_backend() == "cpu" else "mixed_bfloat16"
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because the loss (or a term, or the weights) became NaN/Inf or diverged.
+
+    Attributes:
+      step: the step where it happened.
+      last_good_step: the step of the backup kept (None when there is none).
+      resume_params: gin bindings that a resume should add (e.g. a lower learning rate).
+    """
+
+    def __init__(self, message: str, step: int, last_good_step: int | None,
+                 resume_params: list[str]):
+        super().__init__(message)
+        self.step = step
+        self.last_good_step = last_good_step
+        self.resume_params = resume_params
+
+
+@gin.configurable
+@dataclass
+class TwoViewInput:
+    """Settings of the two-view input pipeline (see `mssl_tf.data.two_view_dataset`)."""
+
+    shuffle_buffer: int = 1000
+    cache: bool = False
+    crops_per_track: int = 1
+    seed: int | None = None
+
+
+@gin.configurable
+@dataclass
+class TrainLoop:
+    """Settings of the loop: backups, snapshots, logging, stopping.
+
+    Attributes:
+      backup_every_steps: steps between resumable backups (and one at every epoch end).
+      milestones: epochs whose encoder snapshot is kept (thesis Table A.1).
+      max_steps: stop after this many optimizer steps in total (smoke runs).
+      log_every_steps: steps between TensorBoard scalars and plain progress lines.
+      collapse_monitors: log rep_std and rep_rank (the collapse signals) every step.
+      divergence_factor: a loss above this many times the best so far stops the run like a NaN
+        (None: only NaN/Inf do).
+      callbacks: more Keras callbacks (e.g. `[@ProbeMonitor()]`); what they add to the epoch
+        logs reaches history.csv and TensorBoard.
+      progress: show the progress display.
+      wait_for_lock: seconds to wait for a run directory another process holds (0: refuse;
+        None: wait forever).
+    """
+
+    backup_every_steps: int = 500
+    milestones: tuple[int, ...] = DEFAULT_MILESTONES
+    max_steps: int | None = None
+    log_every_steps: int = 50
+    collapse_monitors: bool = True
+    divergence_factor: float | None = 1e4
+    callbacks: tuple = ()
+    progress: bool = True
+    wait_for_lock: float | None = 0
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"pretrain.{name} must be a positive whole number, got {value!r}.")
+
+
+def _sample_rate(data_dir: str) -> int:
+    try:
+        return int(fileio.read_manifest(data_dir).get("sample_rate", constants.SAMPLE_RATE))
+    except FileNotFoundError:
+        return constants.SAMPLE_RATE
+
+
+def _projector_name(projector: Callable) -> str:
+    name = getattr(projector, "__name__", "projector")
+    return name.removeprefix("build_").removesuffix("_projector")
+
+
+def _objective_name(loss_fn: Callable) -> str:
+    """run.json's short objective name ("vicreg", "ntxent"; another function's own name)."""
+    name = getattr(loss_fn, "__name__", "objective")
+    return {"vicreg_loss": "vicreg", "nt_xent_loss": "ntxent"}.get(name, name)
+
+
+def _schedule(learning_rate, global_batch: int, steps_per_epoch: int, epochs: int):
+    """A number is a constant rate; a callable (e.g. WarmupCosine) builds the schedule."""
+    if callable(learning_rate):
+        return learning_rate(global_batch=global_batch, steps_per_epoch=steps_per_epoch,
+                             total_epochs=epochs)
+    if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
+        raise ValueError(f"pretrain.learning_rate must be a positive number or a schedule such "
+                         f"as @WarmupCosine, got {learning_rate!r}.")
+    return float(learning_rate)
+
+
+def build_model(runtime: Runtime, encoder: Callable, projector: Callable, loss_fn: Callable,
+                optimizer: Callable, learning_rate, augmenter: Callable | None, *,
+                crop_len: int, sample_rate: int, collapse_monitors: bool) -> SSLModel:
+    """Builds, compiles and materialises the model and optimizer in the runtime's scope."""
+    with runtime.scope():
+        enc = encoder(crop_len=crop_len)
+        proj = projector(input_dim=int(enc.output_shape[-1]))
+        aug = augmenter(sample_rate=sample_rate) if augmenter is not None else None
+        model = SSLModel(enc, proj, loss_fn, augmenter=aug, collapse_monitors=collapse_monitors,
+                         **runtime.model_kwargs())
+        model.compile(optimizer=optimizer(learning_rate=learning_rate),
+                      **runtime.compile_kwargs())
+        model.build_from_views(crop_len)
+        model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def _encoder_spec(encoder: keras.Model, crop_len: int) -> dict:
+    from mssl_tf.models.sample_cnn import DEFAULT_WIDTHS  # noqa: PLC0415
+
     widths = [layer.filters for layer in encoder.layers
               if layer.name.startswith("block") and layer.name.endswith("_conv")]
     return {"rep_dim": int(encoder.output_shape[-1]), "crop_len": crop_len,
             "widths": widths or list(DEFAULT_WIDTHS)}
 
 
-def _learning_rate(lr_schedule: str, base_lr: float, global_batch: int, steps_per_epoch: int,
-                   epochs: int, warmup_epochs: int, scale_lr_with_batch: bool):
-    if lr_schedule == "constant":
-        return scaled_learning_rate(base_lr, global_batch) if scale_lr_with_batch else base_lr
-    if lr_schedule == "warmup_cosine":
-        return WarmupCosine(base_lr, global_batch if scale_lr_with_batch else 256,
-                            steps_per_epoch, epochs, warmup_epochs=warmup_epochs)
-    raise ValueError(f"pretrain.lr_schedule must be 'warmup_cosine' or 'constant', "
-                     f"got {lr_schedule!r}")
+def record_run(model_dir: str, model: SSLModel, *, loss_fn: Callable, projector: Callable,
+               data_dir: str, splits: tuple[str, ...], global_batch: int, epochs: int,
+               steps_per_epoch: int, crop_len: int, runtime: Runtime) -> dict:
+    """Writes RUN/run.json (and config.gin, the config the run trains with)."""
+    run = rundir.read_run(model_dir) if rundir.is_run(model_dir) else {}
+    run.update({
+        "encoder": _encoder_spec(model.encoder, crop_len),
+        "objective": _objective_name(loss_fn),
+        "projector": {"name": _projector_name(projector),
+                      "output_dim": int(model.projector.output_shape[-1])},
+        "data_dir": data_dir, "splits": list(splits), "global_batch": global_batch,
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "replicas": runtime.replicas,
+        "precision": runtime.policy, "global_stats": runtime.global_stats,
+        "backend": keras.backend.backend(), "mssl_tf_version": __version__})
+    rundir.write_run(model_dir, run)
+    config_path = rundir.path(model_dir, rundir.CONFIG_GIN)
+    if not fileio.exists(config_path):
+        fileio.write_text(config_path, gin.config_str())
+    return run
 
 
-def _sample_rate(data_dir: str) -> int:
+def _check_run_format(model_dir: str) -> None:
+    if rundir.is_run(model_dir) and "format" not in rundir.read_run(model_dir):
+        raise ValueError(
+            f"{model_dir!r} holds a run written by mssl_tf < 0.2, whose backups this version "
+            "cannot resume (the gin names of its config changed: pretrain.objective -> "
+            "pretrain.loss_fn, ...). Its snapshots still work with mssl-probe and mssl-export; "
+            "start a new --model_dir to train.")
+
+
+def _prepare_model_dir(model_dir: str) -> None:
     try:
-        return int(fileio.read_manifest(data_dir).get("sample_rate", 22050))
-    except FileNotFoundError:
-        return 22050
+        fileio.makedirs(model_dir)
+        probe = rundir.path(model_dir, ".write_test")
+        fileio.write_text(probe, "")
+        fileio.remove(probe)
+    except (PermissionError, OSError) as e:
+        raise ValueError(f"Cannot write the run directory {model_dir!r} ({e}); choose a "
+                         "--model_dir you can write to.") from None
+    except Exception as e:  # noqa: BLE001  tf.errors.PermissionDeniedError and friends (gs://)
+        raise ValueError(f"Cannot write the run directory {model_dir!r} "
+                         f"({type(e).__name__}: {e}); choose a --model_dir you can write "
+                         "to.") from None
 
 
-def _scope(strategy):
-    if strategy is not None and hasattr(strategy, "scope"):
-        return strategy.scope()
-    return contextlib.nullcontext()
+def _dataset(data_dir: str, global_batch: int, crop_len: int, splits: tuple[str, ...],
+             inputs: TwoViewInput):
+    kwargs = {"shuffle_buffer": inputs.shuffle_buffer, "cache": inputs.cache,
+              "crops_per_track": inputs.crops_per_track, "seed": inputs.seed}
+    # TODO(merge): pipeline's `splits=` (several splits) lands with the data tools' branch.
+    if len(splits) != 1:
+        raise ValueError("pretrain.splits: several splits need the multi-split input pipeline")
+    spe = pipeline.steps_per_epoch(data_dir, global_batch, split=splits[0],
+                                   crops_per_track=inputs.crops_per_track)
+    dataset = pipeline.two_view_dataset(data_dir, global_batch, crop_len=crop_len,
+                                        split=splits[0], **kwargs)
+    return dataset, spe
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped because the loss became NaN or infinite."""
+def _explain_data_error(error, data_dir: str) -> str:
+    explain = getattr(pipeline, "explain_data_error", None)
+    if explain is not None:
+        return explain(error, data_dir)
+    return (f"A shard in {data_dir!r} is corrupt ({error.message}); check the shards with "
+            f"`mssl-prepare verify --out {data_dir}` and reconvert the bad ones.")
 
 
-@gin.configurable(denylist=["model_dir", "tpu"])
-def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *, tpu: str | None = None,
-             objective: str = "vicreg", epochs: int = 100, global_batch: int = 768,
-             crop_len: int = 59049, optimizer: Callable = configurables.LARS,
-             base_lr: float = 0.2, lr_schedule: str = "warmup_cosine", warmup_epochs: int = 10,
-             scale_lr_with_batch: bool = True, projector: str = "vicreg",
-             augmenter: Callable | None = None, global_stats: bool = True,
-             collapse_monitors: bool = True, precision: str = "auto",
-             steps_per_execution: int = 1, jit_compile: str | bool = "auto",
-             backup_every_steps: int = 500, milestones: tuple[int, ...] = DEFAULT_MILESTONES,
-             shuffle_buffer: int = 1000, cache: bool = False, crops_per_track: int = 1,
-             seed: int | None = None, max_steps: int | None = None,
-             devices: list[str] | None = None, extra_callbacks: tuple = (),
-             verbose: int | str = "auto") -> dict:
+def _nan_error(stop: cb.Stop, backup: checkpoints.TrainingBackup, learning_rate,
+               runtime: Runtime) -> NonFiniteLossError:
+    last = backup.state()
+    where = (f"the last good backup is step {last['step']} in {backup.dir}" if last
+             else "no backup was written before it")
+    if callable(learning_rate) and hasattr(learning_rate, "base_lr"):
+        setting, value = "WarmupCosine.base_lr", learning_rate.base_lr
+    elif callable(learning_rate):
+        setting, value = None, None
+    else:
+        setting, value = "pretrain.learning_rate", float(learning_rate)
+    fixes, params = [], []
+    if setting is not None:
+        params.append(f"{setting} = {value / 10:g}")
+        fixes.append(f"lower the learning rate ({setting} = {value:g} now; try {value / 10:g})")
+    else:
+        fixes.append("lower the learning rate of the schedule bound to pretrain.learning_rate")
+    if runtime.policy != "float32":
+        params.append("Runtime.precision = 'float32'")
+        fixes.append(f"or train in float32 (Runtime.precision = 'float32'; now {runtime.policy})")
+    values = ", ".join(f"{k} = {v:.4g}" for k, v in stop.values.items())
+    message = (f"Training stopped at step {stop.step}: {stop.reason} ({values}); {where} "
+               f"(encoder snapshots are unaffected). To go on, {' '.join(fixes)}, and resume "
+               f"from the backup with --allow_config_change, e.g. --gin_param "
+               f"{shlex.quote(params[0]) if params else '...'} --allow_config_change.")
+    return NonFiniteLossError(message, stop.step, last["step"] if last else None, params)
+
+
+@gin.configurable(denylist=["model_dir", "runtime"])
+def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *,
+             encoder: Callable = configurables.build_sample_cnn,
+             projector: Callable = configurables.vicreg_projector,
+             loss_fn: Callable = configurables.vicreg_loss,
+             optimizer: Callable = configurables.LARS,
+             learning_rate: Callable | float = configurables.WarmupCosine,
+             augmenter: Callable | None = None, global_batch: int = 768, epochs: int = 100,
+             crop_len: int = constants.CROP_LEN, splits: tuple[str, ...] = ("train",),
+             runtime: Runtime | None = None, inputs: TwoViewInput | None = None,
+             loop: TrainLoop | None = None) -> dict:
     """Pre-trains an encoder with a two-view objective and writes the run directory.
 
     Args:
       model_dir: run directory (local or gs://); an existing run there is resumed.
-      data_dir: folder of `mssl-prepare` shards (its train split is used).
-      tpu: Cloud TPU name or "local" (TensorFlow backend), None for GPU/CPU.
-      objective: "vicreg" or "ntxent"; its weights/temperature are bound on
-        `vicreg_loss` / `nt_xent_loss`.
-      epochs: passes over the training tracks.
+      data_dir: folder of `mssl-prepare` shards.
+      encoder: builds the encoder, called with `crop_len=` (gin: `@build_sample_cnn`).
+      projector: builds the projector, called with `input_dim=` (`@vicreg_projector`,
+        `@clmr_projector`).
+      loss_fn: the objective (`@vicreg_loss`, `@nt_xent_loss`).
+      optimizer: optimizer class called with `learning_rate=` (`@LARS`, `@Adam`).
+      learning_rate: a constant, or a schedule class called with `global_batch=`,
+        `steps_per_epoch=` and `total_epochs=` (`@WarmupCosine`).
+      augmenter: layer class applied to each view in the step (`@AudioAugment`), or None.
       global_batch: two-view pairs per step over all replicas.
+      epochs: passes over the training tracks.
       crop_len: samples per view (59,049 for the SampleCNN).
-      optimizer: optimizer class called with `learning_rate=` (gin: `@LARS`, `@Adam`).
-      base_lr: learning rate at batch 256 when `scale_lr_with_batch`, else the learning rate.
-      lr_schedule: "warmup_cosine" (per step) or "constant".
-      warmup_epochs: linear warm-up length of "warmup_cosine".
-      scale_lr_with_batch: multiply base_lr by global_batch / 256 (VICReg, SimCLR).
-      projector: "vicreg" (Dense+BN+ReLU) or "clmr" (no BN, no biases); widths are bound on
-        `build_projector.spec`.
-      augmenter: layer class applied to each view in the step (gin: `@AudioAugment`), or None.
-      global_stats: objective statistics / negatives over the global batch (False: per replica).
-      collapse_monitors: log rep_std / rep_rank.
-      precision: "auto" (bf16 on TPU/GPU, float32 on CPU), "float32" or "mixed_bfloat16".
-      steps_per_execution: steps per compiled call (use 50-200 on TPU).
-      jit_compile: XLA ("auto" lets Keras decide; it is off under MirroredStrategy).
-      backup_every_steps: steps between resumable backups.
-      milestones: epochs at which an encoder snapshot is kept.
-      shuffle_buffer / cache / crops_per_track / seed: input pipeline, see
-        `mssl_tf.data.two_view_dataset`.
-      max_steps: stop after this many optimizer steps in total (smoke runs).
-      devices: explicit devices for MirroredStrategy (tests).
-      extra_callbacks: more Keras callbacks (e.g. `@ProbeMonitor()`).
-      verbose: Keras progress output.
+      splits: manifest splits to pre-train on (GTZAN: all three, as the thesis).
+      runtime: the machine side (default: `Runtime()` with its gin bindings).
+      inputs: input pipeline settings (default: `TwoViewInput()`).
+      loop: loop settings (default: `TrainLoop()`).
 
     Returns:
       {"step", "epoch", "history", "model_dir"} of the finished run.
+
+    Raises:
+      ValueError: bad settings or data (the message names the setting or file and the fix).
+      NonFiniteLossError: the loss became NaN/Inf or diverged; the last good backup is kept.
+      RunLockedError: another process is training in `model_dir`.
     """
-    strategy = distribute.get_strategy(tpu, devices)
-    replicas = distribute.num_replicas(strategy)
-    distribute.check_global_batch(global_batch, replicas)
-    policy = _resolve_precision(precision, strategy)
-    keras.mixed_precision.set_global_policy(policy)
-    tf.io.gfile.makedirs(model_dir)
+    runtime = (runtime or Runtime()).start()
+    inputs = inputs or TwoViewInput()
+    loop = loop or TrainLoop()
+    _check_positive("global_batch", global_batch)
+    _check_positive("epochs", epochs)
+    runtime.per_replica_batch(global_batch)
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    dataset, spe = _dataset(data_dir, global_batch, crop_len, splits, inputs)
+    total_steps = epochs * spe if loop.max_steps is None else min(loop.max_steps, epochs * spe)
+    schedule = _schedule(learning_rate, global_batch, spe, epochs)
+    write = runtime.is_chief
+    if write:
+        _prepare_model_dir(model_dir)
+        _check_run_format(model_dir)
+    lock = RunLock(model_dir, shlex.join(sys.argv) if sys.argv else "pretrain",
+                   wait=loop.wait_for_lock)
+    with (lock if write else contextlib.nullcontext()), RunLog(model_dir, enabled=write) as log:
+        model = build_model(runtime, encoder, projector, loss_fn, optimizer, schedule, augmenter,
+                            crop_len=crop_len, sample_rate=_sample_rate(data_dir),
+                            collapse_monitors=loop.collapse_monitors)
+        backup = checkpoints.TrainingBackup(model_dir)
+        state = backup.restore(model)
+        step = state["step"] if state else 0
+        if write:
+            record_run(model_dir, model, loss_fn=loss_fn, projector=projector,
+                       data_dir=data_dir, splits=splits, global_batch=global_batch,
+                       epochs=epochs, steps_per_epoch=spe, crop_len=crop_len, runtime=runtime)
+        logger.info("mssl_tf %s, %s", __version__, runtime.summary())
+        logger.info("Pre-training %s on %s (%s): global batch %d, %d steps/epoch, %d epochs, "
+                    "%d steps in all", getattr(loss_fn, "__name__", "objective"), data_dir,
+                    "+".join(splits), global_batch, spe, epochs, total_steps)
+        if step:
+            logger.info("Resuming %s at step %d (epoch %d, step %d of it)", model_dir, step,
+                        step // spe + 1, step % spe)
+        recorder = cb.RunRecorder(
+            model_dir, backup, spe, step, backup_every_steps=loop.backup_every_steps,
+            milestones=loop.milestones, log_every_steps=loop.log_every_steps,
+            divergence_factor=loop.divergence_factor, global_batch=global_batch, write=write,
+            heartbeat=lock.heartbeat)
+        recorder.set_model(model)
+        if write and step and step % spe == 0 and \
+                rundir.read_run(model_dir).get("latest_epoch", 0) < step // spe:
+            recorder.snapshot(step // spe)  # killed between the backup and the snapshot
+        try:
+            history = fit_until_done(model, dataset, recorder, loop, spe, step, total_steps,
+                                     global_batch, log)
+        except tf.errors.DataLossError as e:
+            raise ValueError(_explain_data_error(e, data_dir)) from None
+        finally:
+            recorder.close()
+        if recorder.stopped is not None:
+            raise _nan_error(recorder.stopped, backup, schedule, runtime)
+        step = recorder.step
+        recorder.save(step)  # the final state, so rerunning a finished run is a no-op
+    return {"step": step, "epoch": step / spe, "history": history, "model_dir": model_dir}
 
-    spe = pipeline.steps_per_epoch(data_dir, global_batch, crops_per_track=crops_per_track)
-    dataset = pipeline.two_view_dataset(
-        data_dir, global_batch, crop_len=crop_len, shuffle_buffer=shuffle_buffer, cache=cache,
-        crops_per_track=crops_per_track, seed=seed)
-    total_steps = epochs * spe if max_steps is None else min(max_steps, epochs * spe)
-    loss_fn = configurables.get_objective(objective)
 
-    with _scope(strategy):
-        encoder = configurables.build_sample_cnn(crop_len=crop_len)
-        rep_dim = int(encoder.output_shape[-1])
-        proj = configurables.build_projector(kind=projector, input_dim=rep_dim)
-        aug = augmenter(sample_rate=_sample_rate(data_dir)) if augmenter is not None else None
-        on_tf = keras.backend.backend() == "tensorflow"
-        model = configurables.SSLModel(
-            encoder, proj, loss_fn, augmenter=aug,
-            collectives=distribute.TFCollectives() if on_tf else None,
-            global_stats=global_stats, stats_groups=1 if on_tf else replicas,
-            collapse_monitors=collapse_monitors)
-        lr = _learning_rate(lr_schedule, base_lr, global_batch, spe, epochs, warmup_epochs,
-                            scale_lr_with_batch)
-        model.compile(optimizer=optimizer(learning_rate=lr), jit_compile=jit_compile,
-                      steps_per_execution=steps_per_execution)
-        model.build_from_views(crop_len)
-        model.optimizer.build(model.trainable_variables)
+def fit_until_done(model: SSLModel, dataset, recorder: cb.RunRecorder, loop: TrainLoop,
+                   spe: int, step: int, total_steps: int, global_batch: int,
+                   log: RunLog) -> dict[str, list[float]]:
+    """Runs `fit` until `total_steps`: the rest of a resumed epoch, then whole epochs.
 
-    backup = checkpoints.TrainingBackup(model_dir)
-    state = backup.restore(model)
-    step = state["step"] if state else 0
-    run_path = os.path.join(model_dir, rundir.RUN_JSON)
-    run = fileio.read_json(run_path) if tf.io.gfile.exists(run_path) else {}
-    run.update({"encoder": _encoder_spec(encoder, crop_len), "objective": objective,
-                "projector": {"kind": projector, "output_dim": int(proj.output_shape[-1])},
-                "data_dir": data_dir, "global_batch": global_batch, "epochs": epochs,
-                "steps_per_epoch": spe, "replicas": replicas, "precision": policy,
-                "backend": keras.backend.backend(), "mssl_tf_version": __version__})
-    fileio.write_json(run_path, run)
-    if step:
-        logging.info("Resuming %s at step %d (epoch %d, step %d of it)", model_dir, step,
-                     step // spe + 1, step % spe)
-    logging.info("Pre-training %s: %d replicas, global batch %d, %d steps/epoch, %s",
-                 objective, replicas, global_batch, spe, policy)
+    Returns:
+      The epoch logs ({name: [value per epoch]}) of this invocation.
+    """
+    progress = cb.Progress(total_steps, spe, step, global_batch, loop.log_every_steps,
+                           enabled=loop.progress)
 
-    guard = cb.BackupAndNaNGuard(backup, backup_every_steps, spe)
-    guard.set_model(model)
-    callbacks = [
-        guard,
-        cb.EncoderSnapshots(model_dir, milestones),
-        cb.OperativeConfigWriter(model_dir),
-        # Before the loggers, so what they add to the epoch logs (e.g. ProbeMonitor's scores)
-        # reaches history.csv and TensorBoard.
-        *extra_callbacks,
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=50),
-    ]
-    history = {}
-    while step < total_steps and guard.nan_step is None:
+    class _FlushLog(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            log.flush()
+
+    callbacks = [*loop.callbacks, recorder, cb.OperativeConfigWriter(
+        recorder.model_dir, write=recorder.write), progress, _FlushLog()]
+    history: dict[str, list[float]] = {}
+    while step < total_steps and recorder.stopped is None:
         epoch, within = divmod(step, spe)
-        # A resumed epoch runs only its remaining steps, so the run ends at the same step count.
-        steps = min(spe - within, total_steps - step)
-        h = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps,
-                      callbacks=callbacks, verbose=verbose, shuffle=False)
+        if within:
+            # A resumed epoch runs only its remaining steps, so the run ends at the same step.
+            segment = {"initial_epoch": epoch, "epochs": epoch + 1,
+                       "steps_per_epoch": min(spe - within, total_steps - step)}
+        else:
+            last = -(-total_steps // spe)
+            segment = {"initial_epoch": epoch, "epochs": last, "steps_per_epoch": spe}
+            recorder_stop = _StopAt(total_steps, recorder)
+            callbacks = [c for c in callbacks if not isinstance(c, _StopAt)] + [recorder_stop]
+        h = model.fit(dataset, callbacks=callbacks, verbose=0, shuffle=False, **segment)
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
-        step = cb.current_step(model)
-    if guard.nan_step is not None:
-        last = backup.state()
-        where = (f"the last good backup is step {last['step']} in {backup.dir}" if last
-                 else "no backup was written before it")
-        raise NonFiniteLossError(
-            f"The loss became NaN/Inf at step {guard.nan_step}; training stopped and {where} "
-            "(snapshots in snapshots/ are unaffected). Lower the learning rate (pretrain.base_lr) "
-            "or use precision='float32', then rerun the same command to resume.")
-    guard._save(step)  # noqa: SLF001  final state, so rerunning a finished run is a no-op
-    return {"step": step, "epoch": step / spe, "history": history, "model_dir": model_dir}
+        step = recorder.step
+    return history
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Stops `fit` at a step inside an epoch (TrainLoop.max_steps)."""
+
+    def __init__(self, total_steps: int, recorder: cb.RunRecorder):
+        super().__init__()
+        self.total_steps = total_steps
+        self.recorder = recorder
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.recorder.step >= self.total_steps:
+            self.model.stop_training = True

@@ -1,5 +1,6 @@
 """`mssl-demo --quick` end to end: corpus, prepare, two pre-trainings, three probes, export."""
 
+import csv
 import json
 import os
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from mssl_tf.cli import demo as cli
+from mssl_tf.train.tensorboard import read_scalars
 
 
 @pytest.mark.slow
@@ -47,6 +49,15 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert run["encoder"]["rep_dim"] == 64
     for row in results["rows"]:
         assert os.path.exists(os.path.join(row["probe_dir"], "results.json"))
+    # Each run's TensorBoard stream holds the scalars of history.csv, epoch by epoch.
+    for name in ("vicreg", "clmr"):
+        run_dir = os.path.join(out, "runs", name)
+        scalars = read_scalars(os.path.join(run_dir, "logs", "train"))
+        rows = list(csv.DictReader(open(os.path.join(run_dir, "history.csv"))))
+        assert rows and {"loss", "rep_std", "rep_rank", "lr", "epoch/loss"} <= set(scalars)
+        epoch_loss = dict(scalars["epoch/loss"])
+        for r in rows:
+            np.testing.assert_allclose(epoch_loss[int(r["step"])], float(r["loss"]), rtol=1e-6)
     example = results["export"]["example_probabilities"]
     assert set(example) == set(results["dataset"]["tag_names"])
     assert all(0.0 <= p <= 1.0 for p in example.values())

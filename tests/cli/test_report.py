@@ -61,5 +61,21 @@ def test_report_from_probed_runs(tmp_path, capsys):
 def test_report_without_results_fails_clearly(tmp_path, capsys):
     os.makedirs(tmp_path / "empty_run")
     assert cli.main([str(tmp_path / "empty_run"), "--out", str(tmp_path / "r")]) == 2
-    assert "no results.json" in capsys.readouterr().err
+    assert "mssl-report: error: no usable results.json" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "r")  # nothing written
     assert cli.main([str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "neither a run folder" in capsys.readouterr().err
+
+
+def test_report_skips_a_truncated_results_file(tmp_path, capsys, caplog):
+    good = tmp_path / "run" / "probes" / "mtat-epoch00001" / "linear"
+    bad = tmp_path / "run" / "probes" / "mtat-epoch00002" / "linear"
+    for folder in (good, bad):
+        os.makedirs(folder)
+    (good / "results.json").write_text(json.dumps({
+        "metrics": {"roc_auc": 70.0, "pr_auc": 30.0}, "head": "linear", "dataset": "mtat",
+        "checkpoint": {"epoch": 1}, "pretrain": {"objective": "vicreg", "rep_dim": 8}}))
+    (bad / "results.json").write_text('{"metrics": {"roc_')
+    assert cli.main([str(tmp_path / "run"), "--out", str(tmp_path / "r")]) == 0
+    assert "1 probe result(s)" in capsys.readouterr().out
+    assert str(bad / "results.json") in caplog.text and "not valid JSON" in caplog.text

@@ -49,6 +49,55 @@ def test_notebook_is_a_client_of_the_package():
     assert "tensorflow-tpu==2.20.0" in code and "libtpu-tf-releases" in code
 
 
+def _cell(nb, text):
+    return next(c.source for c in nb.cells if c.cell_type == "code" and text in c.source)
+
+
+def test_bucket_is_asked_once_and_gcs_auth_and_tensorboard_cells_exist():
+    nb = _load()
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert code.count('"gs://') == 1  # the GCS_BUCKET parameter; every path derives from it
+    assert 'PROBE_DATA = f"{ROOT}/data/{PROBE_DATASET}"' in code
+    auth = _cell(nb, "authenticate_user")
+    assert "from google.colab import auth" in auth and "ImportError" in auth
+    board = _cell(nb, "tensorboard")
+    assert '"--logdir {RUN}/logs"' in board.replace("f\"", "\"")
+    assert code.index("tensorboard") < code.index('tool("mssl-pretrain")')
+
+
+def test_sh_streams_output_line_by_line(capsys):
+    """`sh` prints each line when the command writes it, not when the command ends."""
+    import subprocess
+    import sys
+    import time
+    namespace = {"os": os, "subprocess": subprocess, "sys": sys}
+    exec(_cell(_load(), "def sh(").split("def tool(")[0], namespace)  # noqa: S102
+
+    class Clock:
+        def __init__(self):
+            self.seen = []
+
+        def write(self, text):
+            if text.strip():
+                self.seen.append((text.strip(), time.perf_counter()))
+
+        def flush(self):
+            pass
+
+    clock = Clock()
+    real = sys.stdout
+    sys.stdout = clock
+    try:
+        namespace["sh"](sys.executable, "-c",
+                        "import time; print('first'); time.sleep(1.5); print('second')")
+    finally:
+        sys.stdout = real
+    times = dict(clock.seen)
+    assert times["second"] - times["first"] > 1.0
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        namespace["sh"](sys.executable, "-c", "raise SystemExit(3)")
+
+
 @pytest.mark.slow
 def test_notebook_runs_green_in_smoke_mode(tmp_path):
     from nbclient import NotebookClient

@@ -16,10 +16,10 @@ EXPERIMENTS = sorted(os.path.relpath(p, gin_utils.GIN_DIR)
 
 # Shrinks any experiment to a 2-step run on 2,187-sample crops.
 TINY = ["pretrain.crop_len = 2187", "build_sample_cnn.rep_dim = 16",
-        "build_sample_cnn.widths = (8, 8, 8, 8, 8, 8)", "build_projector.spec = '32-32'",
-        "pretrain.global_batch = 4", "pretrain.max_steps = 2", "pretrain.precision = 'float32'",
-        "pretrain.steps_per_execution = 1", "pretrain.verbose = 0",
-        "pretrain.backup_every_steps = 1"]
+        "build_sample_cnn.widths = (8, 8, 8, 8, 8, 8)", "vicreg_projector.spec = '32-32'",
+        "clmr_projector.spec = '32-32'", "pretrain.global_batch = 4", "TrainLoop.max_steps = 2",
+        "Runtime.precision = 'float32'", "Runtime.steps_per_execution = 1",
+        "TrainLoop.progress = False", "TrainLoop.backup_every_steps = 1"]
 
 
 def test_every_thesis_run_has_an_experiment_file():
@@ -36,13 +36,16 @@ def test_vicreg_experiments_state_the_thesis_settings(name, epochs):
     q = gin.query_parameter
     assert q("pretrain.epochs") == epochs
     assert q("pretrain.global_batch") == 768
-    assert q("pretrain.objective") == "vicreg"
-    assert q("build_projector.spec") == "8192-8192-8192"
+    assert q("pretrain.loss_fn").selector == "vicreg_loss"
+    assert q("pretrain.projector").selector == "vicreg_projector"
+    assert q("vicreg_projector.spec") == "8192-8192-8192"
     assert q("build_sample_cnn.rep_dim") == 512 and q("pretrain.crop_len") == 59049
     assert (q("vicreg_loss.sim_weight"), q("vicreg_loss.var_weight"),
             q("vicreg_loss.cov_weight")) == (25.0, 25.0, 1.0)
-    assert q("pretrain.base_lr") == 0.2 and q("pretrain.lr_schedule") == "warmup_cosine"
-    assert q("pretrain.warmup_epochs") == 10 and q("LARS.weight_decay") == 1e-6
+    assert q("pretrain.learning_rate").selector == "WarmupCosine"
+    assert q("WarmupCosine.base_lr") == 0.2 and q("WarmupCosine.end_factor") == 0.001
+    assert q("WarmupCosine.warmup_epochs") == 10 and q("LARS.weight_decay") == 1e-6
+    assert q("pretrain.optimizer").selector == "LARS"
     assert q("AudioAugment.pitch_p") == 0.6 and q("AudioAugment.polarity_p") == 0.8
 
 
@@ -51,10 +54,12 @@ def test_clmr_experiments_state_the_thesis_settings(name, epochs):
     gin_utils.parse([f"experiments/{name}.gin"], [])
     q = gin.query_parameter
     assert q("pretrain.epochs") == epochs and q("pretrain.global_batch") == 256
-    assert q("pretrain.objective") == "ntxent" and q("nt_xent_loss.temperature") == 0.5
-    assert q("pretrain.projector") == "clmr" and q("build_projector.spec") == "512-128"
-    assert q("pretrain.base_lr") == 3e-4 and q("pretrain.lr_schedule") == "constant"
-    assert q("pretrain.scale_lr_with_batch") is False
+    assert q("pretrain.loss_fn").selector == "nt_xent_loss"
+    assert q("nt_xent_loss.temperature") == 0.5
+    assert q("pretrain.projector").selector == "clmr_projector"
+    assert q("clmr_projector.spec") == "512-128"
+    # A constant 3e-4, not scaled with the batch (CLMR hard-codes it).
+    assert q("pretrain.learning_rate") == 3e-4 and q("pretrain.optimizer").selector == "Adam"
 
 
 @pytest.fixture(scope="module")

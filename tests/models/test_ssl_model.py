@@ -45,7 +45,8 @@ def test_effective_rank_equals_the_singular_value_definition_for_any_batch_and_w
 
 
 @pytest.mark.parametrize("objective,terms", [
-    ("vicreg", {"invariance", "variance", "covariance"}),
+    ("vicreg", {"invariance", "variance", "covariance", "invariance_weighted",
+                "variance_weighted", "covariance_weighted"}),
     ("ntxent", {"positive_cosine", "negative_cosine"})])
 def test_fit_logs_total_terms_and_monitors(objective, terms):
     model = _model(objective)
@@ -59,6 +60,23 @@ def test_fit_logs_total_terms_and_monitors(objective, terms):
         total, t = losses.vicreg_loss(out["z_a"], out["z_b"])
         np.testing.assert_allclose(float(total), 25 * float(t["invariance"]) +
                                    25 * float(t["variance"]) + float(t["covariance"]), rtol=1e-5)
+        weighted = sum(float(t[f"{k}_weighted"]) for k in ("invariance", "variance", "covariance"))
+        np.testing.assert_allclose(weighted, float(total), rtol=1e-5)
+
+
+def test_effective_rank_of_diverged_features_is_nan_or_finite_never_an_error():
+    """A diverging run must reach the NaN guard, not die inside the eigendecomposition."""
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((8, 16)).astype("float32")
+    nan_h = h.copy()
+    nan_h[3, 5] = np.nan
+    inf_h = h.copy()
+    inf_h[0, 0] = np.inf
+    assert np.isnan(float(effective_rank(nan_h))) and np.isnan(float(effective_rank(inf_h)))
+    # Finite but huge (a loss of 3e28): the Gram matrix would overflow without the rescaling.
+    np.testing.assert_allclose(float(effective_rank(h * 1e30)), float(effective_rank(h)),
+                               rtol=1e-3)
+    assert float(effective_rank(np.zeros((8, 16), "float32"))) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_bfloat16_policy_keeps_outputs_and_loss_float32():
