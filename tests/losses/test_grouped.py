@@ -13,6 +13,7 @@ import pytest
 from keras import ops
 
 from mssl_tf.losses import grouped, nt_xent_loss, vicreg_loss
+from tests.jax_runner import last_json, run_jax
 from tests.references import (
     finite_difference,
     grad,
@@ -182,7 +183,6 @@ def test_one_device_grouped_equals_eight_replica_per_replica_run(tmp_path):
 _JAX_SCRIPT = textwrap.dedent("""
     import json, os, sys
     sys.modules["tensorflow"] = None  # the keras-only core runs without TensorFlow
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax, keras, numpy as np
     from mssl_tf.losses import grouped, nt_xent_loss, vicreg_loss
     from mssl_tf.models import GhostBatchNormalization
@@ -205,11 +205,8 @@ def test_jax_backend_groups_and_ghost_bn(tmp_path):
     pytest.importorskip("jax")
     z_a, z_b = _pairs(11, 16, 5)
     np.savez(tmp_path / "z.npz", z_a=z_a, z_b=z_b)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT, str(tmp_path / "z.npz")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = last_json(run_jax(_JAX_SCRIPT, tmp_path / "z.npz", devices=2,
+                            env={"PYTHONPATH": str(REPO)}))
     assert out["devices"] == 2
     for name, (_, reference) in OBJECTIVES.items():
         np.testing.assert_allclose(out[name], reference_grouped(reference, z_a, z_b, 4)[0],
