@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'latest', a snapshot epoch, or a path to an encoder .weights.h5 "
                         "(overrides a run_probe.checkpoint binding)")
     p.add_argument("--random_init", action="store_true",
-                   help="probe the run's architecture with random weights (the floor)")
+                   help="probe the run's architecture with random weights (the floor); its "
+                        "BatchNorm statistics are first estimated on train crops "
+                        "(run_probe.bn_crops, default 1024; 0 = keep mean 0 / variance 1)")
+    p.add_argument("--standardize", action="store_true",
+                   help="z-score the features with the train split's mean and std before the "
+                        "head (stored in the saved head; off = CLMR's protocol)")
     p.add_argument("--gin_file", action="append", default=[],
                    help="more gin files, parsed after the head's file (repeatable)")
     p.add_argument("--gin_param", action="append", default=[],
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint
     overrides = {"random_init": args.random_init,
                  "checkpoint": int(checkpoint) if checkpoint.isdigit() else checkpoint}
+    if args.standardize:
+        overrides["standardize"] = True
     if args.head:
         overrides["head"] = args.head
     if args.out:

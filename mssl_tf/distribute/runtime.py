@@ -124,8 +124,9 @@ class Runtime:
         "mixed_float16".
       global_stats: objective statistics (VICReg) and negatives (NT-Xent) over the global batch
         of all replicas (facebookresearch/vicreg); False = per replica.
-      stats_group_size: statistics and negatives within groups of this many rows of the global
-        batch, whatever the device count (the thesis' TPU v3-8: 96 at batch 768); None = off.
+      stats_group_size: statistics and negatives within groups of this many rows of the
+        gathered global batch, averaged (the thesis' TPU v3-8: the per-core batch); the same on
+        any replica count. None = per `global_stats`. See `SSLModel(stats_group_size=)`.
       steps_per_execution: optimizer steps per compiled call (50-200 on TPU).
       jit_compile: XLA ("auto" lets Keras decide).
     """
@@ -188,11 +189,9 @@ class Runtime:
 
             collectives = TFCollectives()
         # On JAX the loss sees the global batch: per-replica statistics need explicit groups.
-        kwargs = {"collectives": collectives, "global_stats": self.global_stats,
-                  "stats_groups": 1 if on_tf else self.replicas}
-        if self.stats_group_size is not None:
-            kwargs["stats_group_size"] = int(self.stats_group_size)
-        return kwargs
+        return {"collectives": collectives, "global_stats": self.global_stats,
+                "stats_groups": 1 if on_tf else self.replicas,
+                "stats_group_size": self.stats_group_size}
 
     def compile_kwargs(self) -> dict:
         """The `Model.compile` arguments that depend on the runtime."""
@@ -203,6 +202,9 @@ class Runtime:
         """One line for the run log."""
         device = self.device.description if self.device else "?"
         return (f"{keras.backend.backend()} backend, {device}, {self.replicas} replica(s), "
-                f"precision {self.policy}, statistics " + (
-                    f"in groups of {self.stats_group_size}" if self.stats_group_size else
-                    "global" if self.global_stats else "per replica"))
+                f"precision {self.policy}, statistics {self._statistics_scope()}")
+
+    def _statistics_scope(self) -> str:
+        if self.stats_group_size:
+            return f"in groups of {self.stats_group_size} rows"
+        return "global" if self.global_stats else "per replica"

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from mssl_tf import fileio, rundir
+from mssl_tf.data import pipeline
 from mssl_tf.eval import embed, metrics, train_head
 from mssl_tf.version import __version__
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 PROBES_DIR = "probes"
 RESULTS_NAME = "results.json"
+# Passes over the train split (each with new crop positions) at most while estimating a
+# random-init encoder's BatchNorm statistics: a tiny split gives fewer crops, not a long wait.
+MAX_BN_PASSES = 10
 
 
 def _probe_labels(manifest: dict, data_dir: str) -> tuple[int, list[str], bool]:
@@ -75,6 +79,73 @@ def pretrain_summary(model_dir: str, run: dict) -> dict:
             "rep_dim": encoder.get("rep_dim"), "global_batch": run.get("global_batch"),
             "epochs": run.get("epochs"), "latest_epoch": run.get("latest_epoch"),
             "projector": projector or run.get("projector") or "vicreg"}
+
+
+def _batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    layers, stack = [], list(model.layers)
+    while stack:  # nested models too
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layers.append(layer)
+        stack.extend(getattr(layer, "layers", []))
+    return layers
+
+
+def estimate_bn_statistics(encoder: keras.Model, data_dir: str, *, num_crops: int = 1024,
+                           batch_size: int = 64, seed: int = 0) -> int:
+    """Sets every BatchNorm's moving mean/variance to their averages over training crops.
+
+    A randomly initialised encoder's BatchNorm has moving mean 0 and variance 1, so in inference
+    mode it passes unnormalised activations through and its features shrink layer by layer
+    (on real music mean |x| ~ 2.5e-4, a third of the dimensions constant): the probe's floor
+    then measures feature scale, not the architecture. This runs the encoder in training mode
+    over `num_crops` random training crops (one per track, up to MAX_BN_PASSES passes with new
+    crop seeds if the split is smaller) with a cumulative-average momentum, (k - 1) / k for
+    batch k, so the moving statistics end as the mean of the batch statistics ("precise BN");
+    weights are not touched. The encoder is left as it was otherwise (momentum restored).
+
+    Args:
+      encoder: the encoder (trainable, so that BatchNorm runs in training mode).
+      data_dir: labelled or unlabelled shards with a "train" split.
+      num_crops: crops to average over.
+      batch_size: crops per encoder call.
+      seed: seed of the crop positions of the first pass.
+
+    Returns:
+      The number of crops used.
+    """
+    layers = _batch_norm_layers(encoder)
+    if not layers or num_crops < 1:
+        return 0
+    crop_len = int(encoder.input_shape[-1])
+    momentum = [layer.momentum for layer in layers]
+    encoder.trainable = True
+    used, batches = 0, 0
+    try:
+        for attempt in range(MAX_BN_PASSES):  # until enough crops, or a pass adds none
+            ds = pipeline.single_crop_dataset(data_dir, "train", batch_size, crop_len=crop_len,
+                                              seed=seed + attempt)
+            seen = used
+            for batch in ds:
+                audio = batch["audio"].numpy()[:num_crops - used]
+                batches += 1
+                for layer in layers:
+                    layer.momentum = (batches - 1) / batches
+                encoder(audio, training=True)
+                used += len(audio)
+                if used >= num_crops:
+                    break
+            if used >= num_crops or used == seen:
+                break
+    finally:
+        for layer, m in zip(layers, momentum):
+            layer.momentum = m
+    if not used:
+        raise ValueError(f"No track of the 'train' split in {data_dir!r} is at least {crop_len} "
+                         "samples long, so the BatchNorm statistics cannot be estimated.")
+    logger.info("BatchNorm statistics of the random-init encoder estimated on %d train crops "
+                "(%d layers)", used, len(layers))
+    return used
 
 
 def _load_encoder(model_dir: str, checkpoint: str | int, random_init: bool, seed: int
@@ -162,8 +233,11 @@ def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
                                         len(test["track_ids"]), multi_label=multi_label)
     scores = metrics.probe_metrics(test["labels"], y_score, multi_label=multi_label,
                                    tag_names=tag_names)
+    # "standardize" enters the settings (and the config hash) only when on, so CLMR-protocol
+    # probes keep the hash they always had.
     settings = {"head": head, "feature_batch_size": feature_batch_size, "crop_seed": crop_seed,
-                **{k: v for k, v in fit_kwargs.items() if k != "verbose"}}
+                **{k: v for k, v in fit_kwargs.items()
+                   if k != "verbose" and (k != "standardize" or v)}}
     config_hash = hashlib.sha256(json.dumps({"settings": settings, "features": key},
                                             sort_keys=True).encode()).hexdigest()[:16]
     results = {
@@ -178,7 +252,9 @@ def probe_encoder(encoder: keras.Model, data_dir: str, *, work_dir: str,
         "skipped_test_tracks": [str(t) for t in test["skipped"]],
         "features_cached": {s: bool(f["cache_hit"]) for s, f in feats.items()},
         "training": {k: fit_info[k] for k in ("epochs", "lr_reductions", "stopped_early",
-                                               "best_val_loss")},
+                                               "best_val_loss", "constant_dims")
+                     if k in fit_info},
+        "standardize": bool(fit_kwargs.get("standardize", False)),
         "settings": settings, "config_hash": config_hash,
         "mssl_tf_version": __version__, "seconds": round(time.time() - start, 2),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -207,6 +283,7 @@ def run_probe(model_dir: str, data_dir: str, *, head: str = "linear",
               plateau_factor: float = 0.1, plateau_patience: int = 5,
               plateau_threshold: float = 1e-4, early_stop_patience: int = 10,
               feature_batch_size: int = 64, crop_seed: int = 0, seed: int = 0,
+              standardize: bool = False, bn_crops: int = 1024,
               verbose: int | str = 0) -> dict:
     """Probes a pre-training run's encoder (a snapshot, or random init) on a labelled dataset.
 
@@ -226,6 +303,11 @@ def run_probe(model_dir: str, data_dir: str, *, head: str = "linear",
       feature_batch_size: crops per encoder call while embedding.
       crop_seed: seed of the one random crop per train/valid track.
       seed: seed of the head (and of the random-init encoder).
+      standardize: z-score the features with the train split's mean and std (every split),
+        folded into the saved head; off = CLMR's protocol. Recorded in results.json.
+      bn_crops: with random_init, estimate the encoder's BatchNorm statistics on this many
+        train crops before freezing it (`estimate_bn_statistics`); 0 keeps the initial moving
+        mean 0 / variance 1. results.json says which ("bn_stats").
       verbose: Keras progress output of head training.
 
     Returns:
@@ -242,14 +324,24 @@ def run_probe(model_dir: str, data_dir: str, *, head: str = "linear",
     manifest = fileio.read_manifest(data_dir)
     _probe_labels(manifest, data_dir)  # refuse unlabelled shards before loading anything
     encoder, ckpt = _load_encoder(model_dir, checkpoint, random_init, seed)
+    if not random_init:
+        bn_stats = "from the checkpoint"
+    elif bn_crops > 0:
+        used = estimate_bn_statistics(encoder, data_dir, num_crops=bn_crops,
+                                      batch_size=feature_batch_size, seed=crop_seed + 1)
+        bn_stats = f"estimated on {used} crops"
+        ckpt["fingerprint"] += f"-bn{used}"  # cached features of another estimate are stale
+    else:
+        bn_stats = "initial (moving mean 0, variance 1)"
     work_dir = cache_dir or os.path.join(model_dir, PROBES_DIR,
                                          f"{manifest['dataset']}-{ckpt['tag']}")
     fit_kwargs = {"hidden": hidden, "learning_rate": learning_rate,
                   "weight_decay": weight_decay, "batch_size": batch_size,
                   "max_epochs": max_epochs, "plateau_factor": plateau_factor,
                   "plateau_patience": plateau_patience, "plateau_threshold": plateau_threshold,
-                  "early_stop_patience": early_stop_patience, "seed": seed, "verbose": verbose}
-    extra = {"random_init": random_init, "model_dir": model_dir,
+                  "early_stop_patience": early_stop_patience, "seed": seed,
+                  "standardize": standardize, "verbose": verbose}
+    extra = {"random_init": random_init, "bn_stats": bn_stats, "model_dir": model_dir,
              # sha256 of the snapshot: lets mssl-export refuse a head of other weights.
              "checkpoint": {"epoch": ckpt["epoch"], "path": ckpt["path"], "tag": ckpt["tag"],
                             "sha256": None if random_init else ckpt["fingerprint"]},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mssl_tf.losses.grouped import check_group_size, grouped
 from mssl_tf.losses.ntxent import nt_xent_loss
 from mssl_tf.losses.vicreg import vicreg_loss
 
@@ -34,4 +35,4 @@ def get_loss(name: str) -> Callable:
         raise ValueError(f"unknown loss {name!r}; valid names: {sorted(LOSSES)}") from None
 
 
-__all__ = ["LOSSES", "get_loss", "nt_xent_loss", "vicreg_loss"]
+__all__ = ["LOSSES", "check_group_size", "get_loss", "grouped", "nt_xent_loss", "vicreg_loss"]

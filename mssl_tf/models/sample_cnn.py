@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import keras
 
+from mssl_tf.models.layers import batch_norm, initializers
+
 DEFAULT_WIDTHS = (128, 128, 256, 256, 256, 256, 256, 256, 512)
 STEM_WIDTH = 128
 POOL = 3
@@ -40,17 +42,20 @@ def check_crop_len(crop_len: int, num_blocks: int = len(DEFAULT_WIDTHS)) -> None
 
 
 def _conv_bn_relu(x, filters: int, *, kernel_size: int, strides: int, padding: str,
-                  synchronized: bool, name: str):
+                  synchronized: bool, name: str, init: str = "keras",
+                  ghost_batch_size: int | None = None):
     x = keras.layers.Conv1D(filters, kernel_size, strides=strides, padding=padding,
-                            name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                        synchronized=synchronized, name=f"{name}_bn")(x)
+                            name=f"{name}_conv",
+                            **initializers(init, kernel_size * int(x.shape[-1])))(x)
+    x = batch_norm(BN_MOMENTUM, BN_EPSILON, synchronized=synchronized,
+                   ghost_batch_size=ghost_batch_size, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
 def build_sample_cnn(rep_dim: int = 512, crop_len: int = 59049,
                      widths: tuple[int, ...] = DEFAULT_WIDTHS,
-                     synchronized_bn: bool | None = None,
+                     synchronized_bn: bool | None = None, init: str = "keras",
+                     ghost_batch_size: int | None = None,
                      name: str = "sample_cnn") -> keras.Model:
     """Builds CLMR's SampleCNN encoder.
 
@@ -61,7 +66,12 @@ def build_sample_cnn(rep_dim: int = 512, crop_len: int = 59049,
       widths: output widths of the pooling blocks (CLMR's by default). A demo may shrink them.
       synchronized_bn: synchronize BatchNorm statistics across replicas. None = on for the
         TensorFlow backend (CLMR trains with sync_batchnorm); JAX computes BN on the global batch
-        under `keras.distribution.DataParallel` anyway.
+        under `keras.distribution.DataParallel` anyway. Ignored (off) with `ghost_batch_size`.
+      init: "keras" (Glorot-uniform kernels, zero biases) or "torch" (PyTorch's nn.Conv1d
+        default, what CLMR and the thesis started from; `mssl_tf.models.layers.initializers`).
+      ghost_batch_size: BatchNorm statistics per group of this many rows in training (the
+        thesis' unsynchronised per-core BN on a TPU v3-8: the per-core batch); None = over the
+        whole batch (synchronised across replicas per `synchronized_bn`).
       name: model name.
 
     Returns:
@@ -73,16 +83,19 @@ def build_sample_cnn(rep_dim: int = 512, crop_len: int = 59049,
     check_crop_len(crop_len, len(widths))
     if synchronized_bn is None:
         synchronized_bn = keras.backend.backend() == "tensorflow"
+    if ghost_batch_size:
+        synchronized_bn = False
+    blocks = {"synchronized": synchronized_bn, "init": init, "ghost_batch_size": ghost_batch_size}
     inputs = keras.Input(shape=(crop_len,), dtype="float32", name="waveform")
     x = keras.layers.Reshape((crop_len, 1), name="to_channels")(inputs)
     x = _conv_bn_relu(x, STEM_WIDTH, kernel_size=3, strides=3, padding="valid",
-                      synchronized=synchronized_bn, name="stem")
+                      name="stem", **blocks)
     for i, width in enumerate(widths):
         x = _conv_bn_relu(x, width, kernel_size=3, strides=1, padding="same",
-                          synchronized=synchronized_bn, name=f"block{i + 1}")
+                          name=f"block{i + 1}", **blocks)
         x = keras.layers.MaxPooling1D(POOL, strides=POOL, name=f"block{i + 1}_pool")(x)
     x = _conv_bn_relu(x, rep_dim, kernel_size=3, strides=1, padding="same",
-                      synchronized=synchronized_bn, name="final")
+                      name="final", **blocks)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Activation("linear", dtype="float32", name="representation")(x)
     return keras.Model(inputs, outputs, name=name)

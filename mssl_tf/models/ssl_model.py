@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mssl_tf.losses.grouped import grouped
+
 VIEW_KEYS = ("view_a", "view_b")
 
 
@@ -86,13 +88,20 @@ class SSLModel(keras.Model):
         False, per replica (what the thesis' TPU code did: no gather).
       stats_groups: with global_stats=False on a backend whose loss sees the global batch (JAX),
         split the batch into this many groups (= devices) and average the per-group losses.
+      stats_group_size: rows per statistics group, independent of the device count (the
+        thesis' TPU v3-8: the per-core batch, 96 at 768 and 32 at 256). The global batch is
+        gathered and cut into consecutive groups of this size; VICReg's statistics and NT-Xent's
+        negatives are taken within each group and the objective is averaged over the groups
+        (`mssl_tf.losses.grouped`). None = one group (global statistics, or per replica when
+        global_stats=False). Takes precedence over global_stats and stats_groups.
       collapse_monitors: log `rep_std` and `rep_rank` of the encoder output every step.
     """
 
     def __init__(self, encoder: keras.Model, projector: keras.Model, loss_fn: Callable,
                  loss_kwargs: dict | None = None, augmenter: keras.layers.Layer | None = None,
                  collectives=None, global_stats: bool = True, stats_groups: int = 1,
-                 collapse_monitors: bool = True, name: str = "ssl_model", **kwargs):
+                 stats_group_size: int | None = None, collapse_monitors: bool = True,
+                 name: str = "ssl_model", **kwargs):
         super().__init__(name=name, **kwargs)
         self.encoder = encoder
         self.projector = projector
@@ -102,6 +111,9 @@ class SSLModel(keras.Model):
         self.collectives = collectives or LocalCollectives()
         self.global_stats = global_stats
         self.stats_groups = int(stats_groups)
+        self.stats_group_size = int(stats_group_size) if stats_group_size else None
+        self._grouped_loss = (grouped(loss_fn, self.stats_group_size)
+                              if self.stats_group_size else None)
         self.collapse_monitors = collapse_monitors
         # Trackers held in dicts are tracked by Keras (they appear in `self.metrics` and are
         # reset every epoch); the objective declares its terms, so they exist before tracing.
@@ -125,6 +137,10 @@ class SSLModel(keras.Model):
         return out
 
     def _objective(self, z_a, z_b):
+        if self._grouped_loss is not None:
+            # Groups are cut from the gathered global batch: the same on any replica count.
+            return self._grouped_loss(z_a, z_b, gather=self.collectives.gather,
+                                      **self.loss_kwargs)
         if self.global_stats:
             return self.loss_fn(z_a, z_b, gather=self.collectives.gather, **self.loss_kwargs)
         if self.stats_groups <= 1:

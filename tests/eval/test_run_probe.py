@@ -80,6 +80,52 @@ def test_random_init_floor_has_its_own_cache(synthetic_shards, tmp_path):
     assert os.path.isdir(os.path.join(run_dir, "probes", "synthetic-random_init", "linear"))
 
 
+def test_bn_estimation_gives_a_random_init_encoder_normalised_features(synthetic_shards):
+    """Initial BN statistics (mean 0, variance 1) let activations shrink to nothing; estimated
+    ones give every feature dimension spread (the mechanism of the honest floor)."""
+    from mssl_tf.eval.probe import estimate_bn_statistics
+    keras.utils.set_random_seed(3)
+    encoder = build_sample_cnn(32, 2187, widths=(16,) * 6, synchronized_bn=False)
+    from mssl_tf.data import pipeline
+    x = next(iter(pipeline.single_crop_dataset(synthetic_shards, "valid", 16, crop_len=2187,
+                                               seed=5)))["audio"].numpy()
+    before = np.asarray(encoder(x, training=False))
+    assert np.sum(before.std(axis=0) < 1e-3) > 8  # measured: 22 of 32 dimensions flat
+    used = estimate_bn_statistics(encoder, synthetic_shards, num_crops=100, batch_size=32)
+    assert used == 100  # 48 train tracks: three passes with fresh crops
+    after = np.asarray(encoder(x, training=False))
+    assert np.abs(before).mean() < 0.05 * np.abs(after).mean()
+    assert np.all(after.std(axis=0) > 0.05)  # measured: every one above 0.2
+    # The final BN's moving mean is the mean of its batch means: ReLU features average ~0.4.
+    assert 0.2 < np.abs(after).mean() < 1.0
+    assert encoder.get_layer("final_bn").momentum == 0.9  # restored
+
+
+@pytest.mark.slow
+def test_random_init_floor_with_bn_estimation_and_standardize_beats_chance(synthetic_shards,
+                                                                          tmp_path):
+    run_dir = str(tmp_path / "run")
+    spec = {"rep_dim": 32, "crop_len": 2187, "widths": [16] * 6}
+    make_run(run_dir, synthetic_shards, spec=spec, save=False)
+    res = run_probe(run_dir, synthetic_shards, random_init=True, standardize=True, bn_crops=96,
+                    max_epochs=30, batch_size=16)
+    print("honest random-init floor on the synthetic tags:", res["metrics"])
+    assert res["metrics"]["roc_auc"] > 62  # chance is 50; measured 70.4
+    assert res["random_init"] is True and res["standardize"] is True
+    assert res["bn_stats"] == "estimated on 96 crops"
+    assert res["settings"]["standardize"] is True and res["training"]["constant_dims"] == 0
+    with open(os.path.join(run_dir, "probes", "synthetic-random_init", "linear",
+                           "results.json")) as f:
+        saved = json.load(f)
+    assert saved["bn_stats"] == "estimated on 96 crops" and saved["standardize"] is True
+    # The CLMR-protocol floor of the same run records itself as such.
+    old = run_probe(run_dir, synthetic_shards, random_init=True, bn_crops=0, max_epochs=2,
+                    batch_size=16)
+    assert old["bn_stats"] == "initial (moving mean 0, variance 1)"
+    assert old["standardize"] is False and "standardize" not in old["settings"]
+    assert old["features_cached"]["train"] is False  # another BN state, other features
+
+
 @pytest.mark.slow
 def test_probe_training_leaves_encoder_bn_statistics_unchanged(synthetic_shards, tmp_path):
     encoder = build_sample_cnn(8, 2187, widths=(4,) * 6, synchronized_bn=False)

@@ -1,55 +1,18 @@
 """NT-Xent against a numpy transcription of Spijkervet/SimCLR's NT_Xent, by hand, on 2 replicas."""
 
-import importlib.util
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from mssl_tf.losses import nt_xent_loss
-
-
-# ---------------------------------------------------------------------------------------------
-# numpy transcription of simclr/modules/nt_xent.py NT_Xent.forward (world_size 1)
-# ---------------------------------------------------------------------------------------------
-def _torch_cosine_similarity(a, b, eps=1e-8):
-    """nn.CosineSimilarity(dim=2) on a[:, None] vs b[None]: each norm clamped to >= eps."""
-    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), eps)
-    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), eps)
-    return a @ b.T
-
-
-def _mask_correlated_samples(batch_size):
-    n = 2 * batch_size
-    mask = np.ones((n, n), dtype=bool)
-    np.fill_diagonal(mask, False)
-    for i in range(batch_size):
-        mask[i, batch_size + i] = False
-        mask[batch_size + i, i] = False
-    return mask
-
-
-def reference_nt_xent(z_i, z_j, temperature=0.5):
-    z_i = np.asarray(z_i, np.float64)
-    z_j = np.asarray(z_j, np.float64)
-    batch_size = z_i.shape[0]
-    n = 2 * batch_size
-    z = np.concatenate([z_i, z_j], axis=0)
-    sim = _torch_cosine_similarity(z, z) / temperature
-    sim_i_j = np.diag(sim, batch_size)
-    sim_j_i = np.diag(sim, -batch_size)
-    positive_samples = np.concatenate([sim_i_j, sim_j_i]).reshape(n, 1)
-    negative_samples = sim[_mask_correlated_samples(batch_size)].reshape(n, -1)
-    logits = np.concatenate([positive_samples, negative_samples], axis=1)
-    # CrossEntropyLoss(reduction="sum") with label 0, then / N.
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -log_softmax[:, 0].sum() / n
-    cos = sim * temperature
-    return loss, {"nt_xent": loss, "positive_cosine": positive_samples.mean() * temperature,
-                  "negative_cosine": cos[_mask_correlated_samples(batch_size)].mean()}
+from tests.references import (
+    finite_difference,
+    grad,
+    reference_nt_xent,
+    replicated_loss_and_grads,
+    single_device_loss_and_grad,
+)
 
 
 def _pairs(rng, batch, dim, noise=0.7):
@@ -60,15 +23,6 @@ def _pairs(rng, batch, dim, noise=0.7):
 
 def _numpy(terms):
     return {k: float(ops.convert_to_numpy(v)) for k, v in terms.items()}
-
-
-def _vicreg_tests():
-    """The helpers of test_vicreg.py (gradients, finite differences, replicated runs)."""
-    spec = importlib.util.spec_from_file_location("_sibling_test_vicreg",
-                                                  Path(__file__).with_name("test_vicreg.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,11 +54,10 @@ def test_scale_invariant_and_zero_rows_are_finite():
 # (2) gradients against finite differences of the reference
 # ---------------------------------------------------------------------------------------------
 def test_gradients_match_finite_differences():
-    helpers = _vicreg_tests()
     z_a, z_b = _pairs(np.random.default_rng(7), 3, 4)
-    grad_a, grad_b = helpers._grad(lambda a, b: nt_xent_loss(a, b)[0], z_a, z_b)
-    fd_a = helpers._finite_difference(lambda a: reference_nt_xent(a, z_b)[0], z_a)
-    fd_b = helpers._finite_difference(lambda b: reference_nt_xent(z_a, b)[0], z_b)
+    grad_a, grad_b = grad(lambda a, b: nt_xent_loss(a, b)[0], z_a, z_b)
+    fd_a = finite_difference(lambda a: reference_nt_xent(a, z_b)[0], z_a)
+    fd_b = finite_difference(lambda b: reference_nt_xent(z_a, b)[0], z_b)
     np.testing.assert_allclose(grad_a, fd_a, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(grad_b, fd_b, rtol=1e-3, atol=1e-5)
     assert np.abs(fd_a).max() > 0.01
@@ -161,21 +114,20 @@ def test_two_replicas_with_gather_equal_single_device():
     pytest.importorskip("tensorflow")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("tf.distribute check needs the TensorFlow backend")
-    helpers = _vicreg_tests()
     rng = np.random.default_rng(9)
     x_a = rng.standard_normal((8, 6)).astype("float32")
     x_b = (x_a + 0.5 * rng.standard_normal((8, 6))).astype("float32")
     kernel = rng.standard_normal((6, 5)).astype("float32")
 
-    losses, grad = helpers._replicated_loss_and_grads(nt_xent_loss, x_a, x_b, kernel, True)
-    single_loss, single_grad = helpers._single_device_loss_and_grad(nt_xent_loss, x_a, x_b, kernel)
+    losses, grad = replicated_loss_and_grads(nt_xent_loss, x_a, x_b, kernel, True)
+    single_loss, single_grad = single_device_loss_and_grad(nt_xent_loss, x_a, x_b, kernel)
     np.testing.assert_allclose(losses, [single_loss] * 2, rtol=1e-5)
     np.testing.assert_allclose(grad, single_grad, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(single_loss, reference_nt_xent(x_a @ kernel, x_b @ kernel)[0],
                                rtol=1e-5)
 
     # Local negatives (CLMR's world_size=1): each replica's loss is that of its own half.
-    local_losses, _ = helpers._replicated_loss_and_grads(nt_xent_loss, x_a, x_b, kernel, False)
+    local_losses, _ = replicated_loss_and_grads(nt_xent_loss, x_a, x_b, kernel, False)
     halves = [reference_nt_xent(x_a[i:i + 4] @ kernel, x_b[i:i + 4] @ kernel)[0] for i in (0, 4)]
     np.testing.assert_allclose(local_losses, halves, rtol=1e-5)
     assert abs(local_losses[0] - single_loss) > 1e-3

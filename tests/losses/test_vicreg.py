@@ -1,6 +1,5 @@
 """VICReg loss against a numpy transcription of facebookresearch/vicreg, by hand, on 2 replicas."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,35 +13,17 @@ import pytest
 from keras import ops
 
 from mssl_tf.losses import LOSSES, get_loss, nt_xent_loss, vicreg_loss
+from tests.references import (
+    finite_difference,
+    grad,
+    off_diagonal,
+    reference_nt_xent,
+    reference_vicreg,
+    replicated_loss_and_grads,
+    single_device_loss_and_grad,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-# ---------------------------------------------------------------------------------------------
-# numpy transcription of main_vicreg.py VICReg.forward (torch semantics: unbiased var, eps 1e-4)
-# ---------------------------------------------------------------------------------------------
-def off_diagonal(m):
-    """vicreg's off_diagonal: flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()."""
-    n = m.shape[0]
-    return m.flatten()[:-1].reshape(n - 1, n + 1)[:, 1:].flatten()
-
-
-def reference_vicreg(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4):
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    batch_size, num_features = x.shape
-    repr_loss = np.mean((x - y) ** 2)  # F.mse_loss
-    x = x - x.mean(axis=0)
-    y = y - y.mean(axis=0)
-    std_x = np.sqrt(x.var(axis=0, ddof=1) + eps)  # torch.var is unbiased
-    std_y = np.sqrt(y.var(axis=0, ddof=1) + eps)
-    std_loss = np.mean(np.maximum(0, 1 - std_x)) / 2 + np.mean(np.maximum(0, 1 - std_y)) / 2
-    cov_x = (x.T @ x) / (batch_size - 1)
-    cov_y = (y.T @ y) / (batch_size - 1)
-    cov_loss = ((off_diagonal(cov_x) ** 2).sum() / num_features
-                + (off_diagonal(cov_y) ** 2).sum() / num_features)
-    loss = sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
-    return loss, {"invariance": repr_loss, "variance": std_loss, "covariance": cov_loss}
 
 
 def _embeddings(rng, batch, dim):
@@ -56,33 +37,6 @@ def _embeddings(rng, batch, dim):
 
 def _numpy(terms):
     return {k: float(ops.convert_to_numpy(v)) for k, v in terms.items()}
-
-
-def _grad(fn, *args):
-    """Gradient of the scalar fn(*args) w.r.t. every argument, on the active Keras backend."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-        tensors = [tf.constant(a) for a in args]
-        with tf.GradientTape() as tape:
-            tape.watch(tensors)
-            value = fn(*tensors)
-        return [g.numpy() for g in tape.gradient(value, tensors)]
-    if backend == "jax":
-        import jax
-        return [np.asarray(g) for g in jax.grad(fn, argnums=tuple(range(len(args))))(*args)]
-    pytest.skip(f"no gradient helper for backend {backend}")
-
-
-def _finite_difference(fn, x, h=1e-6):
-    """Central differences of a float64 numpy function."""
-    grad = np.zeros_like(x, dtype=np.float64)
-    for idx in np.ndindex(*x.shape):
-        plus, minus = x.astype(np.float64), x.astype(np.float64)
-        plus[idx] += h
-        minus[idx] -= h
-        grad[idx] = (fn(plus) - fn(minus)) / (2 * h)
-    return grad
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,9 +80,9 @@ def test_off_diagonal_square_sum_matches_reference_trick():
 # ---------------------------------------------------------------------------------------------
 def test_gradients_match_finite_differences():
     z_a, z_b = _embeddings(np.random.default_rng(7), 4, 3)
-    grad_a, grad_b = _grad(lambda a, b: vicreg_loss(a, b)[0], z_a, z_b)
-    fd_a = _finite_difference(lambda a: reference_vicreg(a, z_b)[0], z_a)
-    fd_b = _finite_difference(lambda b: reference_vicreg(z_a, b)[0], z_b)
+    grad_a, grad_b = grad(lambda a, b: vicreg_loss(a, b)[0], z_a, z_b)
+    fd_a = finite_difference(lambda a: reference_vicreg(a, z_b)[0], z_a)
+    fd_b = finite_difference(lambda b: reference_vicreg(z_a, b)[0], z_b)
     np.testing.assert_allclose(grad_a, fd_a, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(grad_b, fd_b, rtol=1e-3, atol=1e-4)
     assert np.abs(fd_a).max() > 0.1  # a non-trivial gradient
@@ -202,67 +156,6 @@ def test_low_precision_inputs_give_float32_loss(dtype):
 # ---------------------------------------------------------------------------------------------
 # (5, 6) two replicas: global statistics == single device; local statistics == per-half loss
 # ---------------------------------------------------------------------------------------------
-def two_cpu_strategy():
-    """A fresh 2-replica MirroredStrategy on the 2 logical CPUs that conftest configures.
-
-    Every new MirroredStrategy restarts its collective group/instance keys, so a second strategy
-    in the same process collides with the first one's all_gather ("Shape mismatch in the
-    collective instance 101"). TensorFlow's own test combinations bump the key base before each
-    strategy; so does this.
-    """
-    import tensorflow as tf
-    tf.distribute.MirroredStrategy._collective_key_base += 100000
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
-    return strategy
-
-
-def _replicated_loss_and_grads(loss_fn, x_a, x_b, kernel, use_gather):
-    """Runs loss_fn(Dense(x_a), Dense(x_b)) on 2 logical CPUs; returns per-replica losses and
-    the replica-summed gradients of loss / num_replicas w.r.t. the Dense kernel."""
-    import tensorflow as tf
-    strategy = two_cpu_strategy()
-    with strategy.scope():
-        dense = keras.layers.Dense(kernel.shape[1], use_bias=False)
-        dense.build((None, kernel.shape[0]))
-        dense.set_weights([kernel])
-
-    def gather(x):
-        return tf.distribute.get_replica_context().all_gather(x, axis=0)
-
-    def replica_step(xa, xb):
-        ctx = tf.distribute.get_replica_context()
-        with tf.GradientTape() as tape:
-            total, _ = loss_fn(dense(xa), dense(xb), gather=gather if use_gather else None)
-            # apply_gradients SUMs over replicas, so each replica contributes loss / R.
-            scaled = total / ctx.num_replicas_in_sync
-        return total, tape.gradient(scaled, dense.trainable_variables)
-
-    half = x_a.shape[0] // 2
-
-    def split(x):
-        return strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(x[ctx.replica_id_in_sync_group * half:
-                                      (ctx.replica_id_in_sync_group + 1) * half]))
-
-    @tf.function
-    def run(xa, xb):
-        total, grads = strategy.run(replica_step, args=(xa, xb))
-        return (strategy.experimental_local_results(total),
-                [strategy.reduce("SUM", g, axis=None) for g in grads])
-
-    losses, grads = run(split(x_a), split(x_b))
-    return [float(v) for v in losses], grads[0].numpy()
-
-
-def _single_device_loss_and_grad(loss_fn, x_a, x_b, kernel):
-    import tensorflow as tf
-    k = tf.Variable(kernel)
-    with tf.GradientTape() as tape:
-        total, _ = loss_fn(tf.matmul(x_a, k), tf.matmul(x_b, k))
-    return float(total), tape.gradient(total, k).numpy()
-
-
 @pytest.mark.slow
 def test_two_replicas_with_gather_equal_single_device():
     pytest.importorskip("tensorflow")
@@ -273,8 +166,8 @@ def test_two_replicas_with_gather_equal_single_device():
     x_b = (x_a + 0.3 * rng.standard_normal((8, 6))).astype("float32")
     kernel = (0.5 * rng.standard_normal((6, 4))).astype("float32")
 
-    losses, grad = _replicated_loss_and_grads(vicreg_loss, x_a, x_b, kernel, use_gather=True)
-    single_loss, single_grad = _single_device_loss_and_grad(vicreg_loss, x_a, x_b, kernel)
+    losses, grad = replicated_loss_and_grads(vicreg_loss, x_a, x_b, kernel, use_gather=True)
+    single_loss, single_grad = single_device_loss_and_grad(vicreg_loss, x_a, x_b, kernel)
     np.testing.assert_allclose(losses, [single_loss] * 2, rtol=1e-5)
     np.testing.assert_allclose(grad, single_grad, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(single_loss, reference_vicreg(x_a @ kernel, x_b @ kernel)[0],
@@ -282,7 +175,7 @@ def test_two_replicas_with_gather_equal_single_device():
 
     # Local-statistics mode (gather=None): each replica's loss is the loss of its own half, and
     # it differs from the global one (the control that the gather really happened above).
-    local_losses, _ = _replicated_loss_and_grads(vicreg_loss, x_a, x_b, kernel, use_gather=False)
+    local_losses, _ = replicated_loss_and_grads(vicreg_loss, x_a, x_b, kernel, use_gather=False)
     halves = [reference_vicreg(x_a[i:i + 4] @ kernel, x_b[i:i + 4] @ kernel)[0] for i in (0, 4)]
     np.testing.assert_allclose(local_losses, halves, rtol=1e-5)
     assert abs(local_losses[0] - single_loss) > 1e-3 * abs(single_loss)
@@ -317,15 +210,6 @@ def test_xla_compiled_matches_eager():
                                rtol=1e-5)
 
 
-def _sibling_module(filename):
-    """Loads another test file of this folder by path (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_sibling_{Path(filename).stem}",
-                                                  Path(__file__).with_name(filename))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 _JAX_SCRIPT = textwrap.dedent("""
     import json, sys
     # No TensorFlow in this process: the keras-only core must import and run without it (the
@@ -351,7 +235,6 @@ _JAX_SCRIPT = textwrap.dedent("""
 def test_jax_backend_matches_reference(tmp_path):
     """VICReg and NT-Xent on the JAX backend (jit, grad, bf16) in a fresh process."""
     pytest.importorskip("jax")
-    reference_nt_xent = _sibling_module("test_ntxent.py").reference_nt_xent
     z_a, z_b = _embeddings(np.random.default_rng(21), 4, 3)
     np.savez(tmp_path / "z.npz", z_a=z_a, z_b=z_b)
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
@@ -362,6 +245,6 @@ def test_jax_backend_matches_reference(tmp_path):
     assert out["backend"] == "jax" and not out["tensorflow_imported"]
     for name, ref in (("vicreg", reference_vicreg), ("ntxent", reference_nt_xent)):
         np.testing.assert_allclose(out[name]["value"], ref(z_a, z_b)[0], rtol=1e-5)
-        fd = _finite_difference(lambda a: ref(a, z_b)[0], z_a)
+        fd = finite_difference(lambda a: ref(a, z_b)[0], z_a)
         np.testing.assert_allclose(np.array(out[name]["grad"]), fd, rtol=1e-3, atol=1e-4)
         assert out[name]["bf16_dtype"] == "float32"

@@ -119,3 +119,48 @@ def test_projector_specs():
     dense = [layer for layer in clmr.layers if layer.__class__.__name__ == "Dense"]
     assert [d.units for d in dense] == [512, 128] and not any(d.use_bias for d in dense)
     assert not any(layer.__class__.__name__ == "BatchNormalization" for layer in clmr.layers)
+
+
+def _thesis_tpu_model(collectives, optimizer):
+    """SampleCNN + VICReg projector as the TPU v3-8 emulation builds them, groups of 4 rows."""
+    enc = build_sample_cnn(8, crop_len=243, widths=(8, 8, 8, 8), init="torch", ghost_batch_size=4)
+    proj = build_projector("vicreg", "16-8", 8, init="torch", ghost_batch_size=4)
+    model = SSLModel(enc, proj, losses.vicreg_loss, collectives=collectives, stats_group_size=4,
+                     collapse_monitors=False)
+    model.compile(optimizer=optimizer, jit_compile=False)
+    model.build_from_views(243)
+    return model
+
+
+def test_stats_group_size_takes_the_objective_within_groups():
+    from tests.references import reference_grouped, reference_vicreg
+    model = _thesis_tpu_model(None, "sgd")
+    rng = np.random.default_rng(3)
+    z_a, z_b = (rng.standard_normal((8, 5)).astype("float32") for _ in range(2))
+    total, terms = model._objective(z_a, z_b)
+    ref_total, ref_terms = reference_grouped(reference_vicreg, z_a, z_b, 4)
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(total)), ref_total, rtol=1e-5)
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(terms["covariance"])),
+                               ref_terms["covariance"], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_thesis_tpu_emulation_step_is_the_same_on_one_device_and_two_replicas(mirrored_strategy):
+    """Grouped statistics + ghost BN: one training step does not depend on the replica count."""
+    import tensorflow as tf
+
+    from mssl_tf.distribute import TFCollectives
+    keras.utils.set_random_seed(0)
+    single = _thesis_tpu_model(TFCollectives(), keras.optimizers.SGD(0.05))
+    start = single.get_weights()
+    with mirrored_strategy.scope():
+        mirrored = _thesis_tpu_model(TFCollectives(), keras.optimizers.SGD(0.05))
+    mirrored.set_weights(start)
+    rng = np.random.default_rng(1)
+    views = {k: rng.uniform(-1, 1, (8, 243)).astype("float32") for k in ("view_a", "view_b")}
+    for model in (single, mirrored):
+        model.fit(tf.data.Dataset.from_tensors(views), epochs=1, verbose=0)
+    moved = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), start))
+    assert moved > 1e-4
+    for a, b in zip(single.get_weights(), mirrored.get_weights()):  # incl. moving statistics
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,6 +1,5 @@
 """LARS against hand-computed steps and a numpy transcription of facebookresearch/vicreg's LARS."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from keras import ops
 
 from mssl_tf.optim import LARS, WarmupCosine
+from tests.references import reference_lr, two_cpu_strategy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -224,15 +224,6 @@ def _tiny_model():
                              keras.layers.Dense(2)])
 
 
-def _two_cpu_strategy():
-    """The losses tests' fresh-strategy helper (bumps TF's collective key base)."""
-    spec = importlib.util.spec_from_file_location(
-        "_sibling_test_vicreg", REPO / "tests" / "losses" / "test_vicreg.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.two_cpu_strategy()
-
-
 @pytest.mark.slow
 def test_two_replica_steps_equal_single_device():
     tf = pytest.importorskip("tensorflow")
@@ -254,7 +245,7 @@ def test_two_replica_steps_equal_single_device():
         opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
                                 model.trainable_variables))
 
-    strategy = _two_cpu_strategy()
+    strategy = two_cpu_strategy()
     with strategy.scope():
         dist_model = _tiny_model()
         dist_model.set_weights(weights)
@@ -335,11 +326,6 @@ _JAX_SCRIPT = textwrap.dedent("""
 def test_jax_backend_matches_numpy(tmp_path):
     """LARS (eager and jitted stateless_apply) and WarmupCosine on the JAX backend."""
     pytest.importorskip("jax")
-    from_schedules = importlib.util.spec_from_file_location(
-        "_sibling_test_schedules", Path(__file__).with_name("test_schedules.py"))
-    schedules_tests = importlib.util.module_from_spec(from_schedules)
-    from_schedules.loader.exec_module(schedules_tests)
-
     rng = np.random.default_rng(4)
     data = {"k": rng.standard_normal((3, 3)), "b": rng.standard_normal((3,)),
             "tk": rng.standard_normal((3, 3)), "tb": rng.standard_normal((3,))}
@@ -352,7 +338,7 @@ def test_jax_backend_matches_numpy(tmp_path):
     assert out["backend"] == "jax" and not out["tensorflow_imported"]
 
     def lr(step):
-        return schedules_tests.reference_lr(step, 0.4, 256, 2, 4, 1)
+        return reference_lr(step, 0.4, 256, 2, 4, 1)
 
     np.testing.assert_allclose(out["lr"], [lr(i) for i in range(12)], rtol=1e-5, atol=1e-9)
     ref = NumpyLARS(lr, 0.9, 0.01, 0.1)

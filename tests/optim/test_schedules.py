@@ -1,28 +1,12 @@
 """WarmupCosine against a numpy transcription of facebookresearch/vicreg's adjust_learning_rate."""
 
-import math
-
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from mssl_tf.optim import LARS, WarmupCosine, scaled_learning_rate
-
-
-def reference_lr(step, base_lr, batch_size, steps_per_epoch, epochs, warmup_epochs=10,
-                 end_factor=0.001, batch_reference=256):
-    """main_vicreg.py adjust_learning_rate, plus holding the end value after the last step."""
-    max_steps = epochs * steps_per_epoch
-    warmup_steps = warmup_epochs * steps_per_epoch
-    base_lr = base_lr * batch_size / batch_reference
-    if step < warmup_steps:
-        return base_lr * step / warmup_steps
-    step = min(step, max_steps) - warmup_steps
-    max_steps -= warmup_steps
-    q = 0.5 * (1 + math.cos(math.pi * step / max_steps))
-    end_lr = base_lr * end_factor
-    return base_lr * q + end_lr * (1 - q)
+from tests.references import reference_lr
 
 
 def _lr(schedule, step):
