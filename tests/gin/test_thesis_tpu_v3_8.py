@@ -54,7 +54,7 @@ def test_other_experiments_keep_the_defaults():
 @pytest.mark.slow
 def test_emulated_experiment_trains_two_tiny_steps(tmp_path):
     data_dir = str(tmp_path / "data")
-    write_synthetic_dataset(data_dir, num_tracks={"train": 8}, seconds=0.3)
+    write_synthetic_dataset(data_dir, num_tracks={"train": 8, "valid": 4, "test": 4}, seconds=0.3)
     tiny = ["pretrain.crop_len = 2187", "pretrain.global_batch = 4", "THESIS_PER_CORE_BATCH = 2",
             "TrainLoop.max_steps = 2", "Runtime.precision = 'float32'",
             "Runtime.steps_per_execution = 1", "TrainLoop.progress = False",
