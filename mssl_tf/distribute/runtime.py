@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import gin
 import keras
 
+from mssl_tf.distribute import cluster
 from mssl_tf.distribute import strategy as strategy_lib
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Runtime:
         any replica count. None = per `global_stats`. See `SSLModel(stats_group_size=)`.
       steps_per_execution: optimizer steps per compiled call (50-200 on TPU).
       jit_compile: XLA ("auto" lets Keras decide).
+      communication: all-reduce of a TF_CONFIG cluster ("auto", "ring" or "nccl").
     """
 
     tpu: str | None = None
@@ -138,6 +140,7 @@ class Runtime:
     stats_group_size: int | None = None
     steps_per_execution: int = 1
     jit_compile: str | bool = "auto"
+    communication: str = "auto"
     strategy: object = field(default=None, init=False, repr=False)
     replicas: int = field(default=1, init=False)
     policy: str = field(default="float32", init=False)
@@ -153,7 +156,9 @@ class Runtime:
 
     def start(self) -> Runtime:
         """Connects to the devices, creates the strategy and sets the dtype policy."""
-        self.strategy = strategy_lib.get_strategy(self.tpu, self.devices)
+        # First: a multi-worker strategy and jax.distributed must set the runtime up before any
+        # other TensorFlow op or JAX computation of the process.
+        self.strategy = strategy_lib.get_strategy(self.tpu, self.devices, self.communication)
         self.replicas = strategy_lib.num_replicas(self.strategy)
         self.device = describe_devices(self.strategy)
         if self.precision == "auto":
@@ -166,9 +171,29 @@ class Runtime:
 
     @property
     def is_chief(self) -> bool:
-        """True in the process that writes the run directory."""
-        is_chief = getattr(strategy_lib, "is_chief", None)
-        return True if is_chief is None else bool(is_chief(self.strategy))
+        """True in the one process that writes the run directory (the others write nothing)."""
+        return bool(cluster.is_chief(self.strategy))
+
+    def distribute_dataset(self, make_dataset, global_batch: int):
+        """The training input: `make_dataset(input_context)` -> a tf.data.Dataset.
+
+        One host: `make_dataset(None)` yields global batches and Keras splits them over the
+        replicas. Several hosts (a TF_CONFIG cluster, a TPU, JAX processes): every host builds
+        its own pipeline over its own shard files (`input_context`), batching its share.
+        """
+        if keras.backend.backend() == "jax":
+            import jax  # noqa: PLC0415  (JAX backend only)
+
+            if jax.process_count() > 1:
+                return make_dataset(cluster.jax_input_context(global_batch))
+            return make_dataset(None)
+        import tensorflow as tf  # noqa: PLC0415  (TensorFlow backend)
+
+        per_host = (isinstance(self.strategy, tf.distribute.TPUStrategy)
+                    or cluster.num_tf_workers(cluster.read_tf_config()) > 1)
+        if per_host:
+            return self.strategy.distribute_datasets_from_function(make_dataset)
+        return make_dataset(None)
 
     def scope(self):
         """The context to create the model and optimizer in."""

@@ -101,11 +101,13 @@ class RunRecorder(keras.callbacks.Callback):
         self.heartbeat = heartbeat or (lambda: None)
         self.stopped: Stop | None = None
         self.last_saved: int | None = start_step if start_step else None
-        self.history = History(model_dir) if write else None
-        if self.history is not None and self.history.truncate(self.step):
+        # Every process reads the history and takes the guard's decisions from the same values:
+        # one worker stopping alone would leave the others waiting in a collective.
+        self.history = History(model_dir)
+        if write and self.history.truncate(self.step):
             logger.info("history.csv: dropped rows after step %d (not in the restored state)",
                         self.step)
-        self.best_loss = self.history.best_loss() if self.history is not None else None
+        self.best_loss = self.history.best_loss()
         self.tensorboard = (ScalarWriter(model_dir, resume_step=self.step if start_step else None)
                             if write else None)
         self._epoch_start_step = self.step
@@ -145,14 +147,15 @@ class RunRecorder(keras.callbacks.Callback):
         Returns:
           True when a backup of `step` exists afterwards.
         """
-        if not self.write or self.stopped is not None:
+        if self.stopped is not None:
             return False
         if step == self.last_saved:
             return True
         if not self._weights_finite():
             self._stop(Stop(step, "non-finite", {"weights": float("nan")}))
             return False
-        self.backup.save(self.model, step, epoch=step // self.spe)
+        if self.write:
+            self.backup.save(self.model, step, epoch=step // self.spe)
         self.last_saved = step
         return True
 
@@ -185,7 +188,7 @@ class RunRecorder(keras.callbacks.Callback):
             self.save(self.step)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.stopped is not None or self.step % self.spe or not self.write:
+        if self.stopped is not None or self.step % self.spe:
             return  # a stopped run or a partial epoch (max_steps) records no epoch
         values = _numbers(logs)
         stop = self._check(values)
@@ -198,11 +201,12 @@ class RunRecorder(keras.callbacks.Callback):
         done = self.step // self.spe
         row = {"epoch": done, "step": self.step, **values, "lr": learning_rate(self.model),
                "pairs_per_sec": epoch_pairs}
-        self.history.append(row)
-        self.tensorboard.write(self.step, {k: v for k, v in row.items()
-                                           if k not in ("epoch", "step")}, prefix="epoch/")
-        self.tensorboard.flush()
-        if self.save(self.step):
+        if self.write:
+            self.history.append(row)
+            self.tensorboard.write(self.step, {k: v for k, v in row.items()
+                                               if k not in ("epoch", "step")}, prefix="epoch/")
+            self.tensorboard.flush()
+        if self.save(self.step) and self.write:
             self.snapshot(done)
 
     def snapshot(self, done: int) -> None:

@@ -207,15 +207,19 @@ def _prepare_model_dir(model_dir: str) -> None:
                          "to.") from None
 
 
-def _dataset(data_dir: str, global_batch: int, crop_len: int, splits: tuple[str, ...],
-             inputs: TwoViewInput):
-    kwargs = {"shuffle_buffer": inputs.shuffle_buffer, "cache": inputs.cache,
-              "crops_per_track": inputs.crops_per_track, "seed": inputs.seed}
+def _dataset(runtime: Runtime, data_dir: str, global_batch: int, crop_len: int,
+             splits: tuple[str, ...], inputs: TwoViewInput):
     spe = pipeline.steps_per_epoch(data_dir, global_batch, splits=splits,
                                    crops_per_track=inputs.crops_per_track)
-    dataset = pipeline.two_view_dataset(data_dir, global_batch, crop_len=crop_len,
-                                        splits=splits, **kwargs)
-    return dataset, spe
+
+    def make_dataset(input_context=None):
+        return pipeline.two_view_dataset(
+            data_dir, global_batch, crop_len=crop_len, splits=splits,
+            shuffle_buffer=inputs.shuffle_buffer, cache=inputs.cache,
+            crops_per_track=inputs.crops_per_track, seed=inputs.seed,
+            input_context=input_context)
+
+    return runtime.distribute_dataset(make_dataset, global_batch), spe
 
 
 def _nan_error(stop: cb.Stop, backup: checkpoints.TrainingBackup, learning_rate,
@@ -293,7 +297,7 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *,
     _check_positive("epochs", epochs)
     runtime.per_replica_batch(global_batch)
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
-    dataset, spe = _dataset(data_dir, global_batch, crop_len, splits, inputs)
+    dataset, spe = _dataset(runtime, data_dir, global_batch, crop_len, splits, inputs)
     total_steps = epochs * spe if loop.max_steps is None else min(loop.max_steps, epochs * spe)
     schedule = _schedule(learning_rate, global_batch, spe, epochs)
     write = runtime.is_chief
