@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def run_jax(code: str, *args: str, devices: int = 1, timeout: float = 300,
             env: dict | None = None) -> subprocess.CompletedProcess:
@@ -17,10 +19,11 @@ def run_jax(code: str, *args: str, devices: int = 1, timeout: float = 300,
       AssertionError: the process failed (with the end of its stderr).
     """
     run_env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
-                   TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+                   TF_CPP_MIN_LOG_LEVEL="2",
+                   PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
     if devices > 1:
         run_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=run_env,
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=run_env, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

@@ -62,12 +62,20 @@ class RunLog:
         self.handler: RunLogHandler | None = None
         self._logger = logging.getLogger("mssl_tf")
         self._old_level = self._logger.level
+        self._quieted: list[tuple[logging.Handler, int]] = []
 
     def __enter__(self) -> RunLog:
         if self.enabled:
             self.handler = RunLogHandler(self.model_dir)
             self._logger.addHandler(self.handler)
-            if self._logger.getEffectiveLevel() > logging.INFO:
+            level = self._logger.getEffectiveLevel()
+            if level > logging.INFO:
+                # train.log wants INFO even when the console was asked for less: lower the
+                # logger, and hold the console's handlers at the level they had in effect.
+                for handler in logging.getLogger().handlers:
+                    if handler.level < level:
+                        self._quieted.append((handler, handler.level))
+                        handler.setLevel(level)
                 self._logger.setLevel(logging.INFO)
         return self
 
@@ -88,3 +96,6 @@ class RunLog:
             self.handler.close()
             self.handler = None
         self._logger.setLevel(self._old_level)
+        for handler, level in self._quieted:
+            handler.setLevel(level)
+        self._quieted = []

@@ -1,9 +1,5 @@
 """AudioAugment: draws, rates, determinism, config, gin, compiled and fitted use, measured audio."""
 
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import gin
@@ -13,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from mssl_tf.augment import OPS, AudioAugment
+from tests.jax_runner import run_jax
 
 SR = 22050
-REPO = pathlib.Path(__file__).resolve().parents[2]
 ALL_OFF = {f"{op}_p": 0.0 for op in OPS}
 
 
@@ -299,8 +295,5 @@ _JAX_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_jax_backend_jit_and_fit():
     pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, "-c", _JAX_SCRIPT], env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = run_jax(_JAX_SCRIPT)
     assert "JAX_OK" in result.stdout, result.stderr[-3000:]

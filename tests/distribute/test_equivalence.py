@@ -5,10 +5,6 @@ synchronized BN). JAX: keras.distribution.DataParallel over 2 forced host device
 subprocess (the device count must be set before JAX starts).
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -18,6 +14,7 @@ import tensorflow as tf
 
 from mssl_tf import distribute, losses, optim
 from mssl_tf.models import SSLModel, build_projector, build_sample_cnn
+from tests.jax_runner import last_json, run_jax
 
 CROP = 243  # 3**5: a 4-block SampleCNN
 WIDTHS = (8, 8, 16, 16)
@@ -120,12 +117,7 @@ JAX_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("objective", ["vicreg", "ntxent"])
 def test_two_devices_equal_one_device_jax(objective):
     pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    out = subprocess.run([sys.executable, "-c", JAX_SCRIPT, objective], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = last_json(run_jax(JAX_SCRIPT, objective, devices=2))
     assert result["devices"] == 2
     assert result["moved"] > 1e-4
     assert result["diff"] < 1e-5, result

@@ -1,11 +1,6 @@
 """VICReg loss against a numpy transcription of facebookresearch/vicreg, by hand, on 2 replicas."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,6 +8,7 @@ import pytest
 from keras import ops
 
 from mssl_tf.losses import LOSSES, get_loss, nt_xent_loss, vicreg_loss
+from tests.jax_runner import last_json, run_jax
 from tests.references import (
     finite_difference,
     grad,
@@ -22,8 +18,6 @@ from tests.references import (
     replicated_loss_and_grads,
     single_device_loss_and_grad,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _embeddings(rng, batch, dim):
@@ -237,11 +231,7 @@ def test_jax_backend_matches_reference(tmp_path):
     pytest.importorskip("jax")
     z_a, z_b = _embeddings(np.random.default_rng(21), 4, 3)
     np.savez(tmp_path / "z.npz", z_a=z_a, z_b=z_b)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT, str(tmp_path / "z.npz")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = last_json(run_jax(_JAX_SCRIPT, tmp_path / "z.npz"))
     assert out["backend"] == "jax" and not out["tensorflow_imported"]
     for name, ref in (("vicreg", reference_vicreg), ("ntxent", reference_nt_xent)):
         np.testing.assert_allclose(out[name]["value"], ref(z_a, z_b)[0], rtol=1e-5)

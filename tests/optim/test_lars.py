@@ -1,11 +1,6 @@
 """LARS against hand-computed steps and a numpy transcription of facebookresearch/vicreg's LARS."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,9 +8,8 @@ import pytest
 from keras import ops
 
 from mssl_tf.optim import LARS, WarmupCosine
+from tests.jax_runner import last_json, run_jax
 from tests.references import reference_lr, two_cpu_strategy
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class NumpyLARS:
@@ -330,11 +324,7 @@ def test_jax_backend_matches_numpy(tmp_path):
     data = {"k": rng.standard_normal((3, 3)), "b": rng.standard_normal((3,)),
             "tk": rng.standard_normal((3, 3)), "tb": rng.standard_normal((3,))}
     np.savez(tmp_path / "init.npz", **{k: v.astype("float32") for k, v in data.items()})
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT, str(tmp_path / "init.npz")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = last_json(run_jax(_JAX_SCRIPT, tmp_path / "init.npz"))
     assert out["backend"] == "jax" and not out["tensorflow_imported"]
 
     def lr(step):

@@ -53,3 +53,25 @@ def test_history_drops_rows_after_the_restored_step(tmp_path):
     assert reread.truncate(8) == 2
     assert [r["step"] for r in History(str(tmp_path)).rows] == ["4", "8"]
     assert reread.best_loss() == 8.0
+
+
+def test_run_log_gets_info_while_a_quiet_console_stays_quiet(tmp_path):
+    """`--verbosity warning` keeps INFO off the console, yet train.log still records it."""
+    from mssl_tf.train.runlog import RunLog
+
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        with RunLog(str(tmp_path)):
+            logging.getLogger("mssl_tf.train.x").info("progress line")
+            logging.getLogger("mssl_tf.train.x").warning("a warning")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    log = open(tmp_path / "train.log").read()
+    assert "progress line" in log and "a warning" in log
+    assert "progress line" not in console.getvalue() and "a warning" in console.getvalue()
