@@ -17,6 +17,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from mssl_tf import constants
 from mssl_tf.augment import draws
 from mssl_tf.augment import ops as aug_ops
 from mssl_tf.augment.filters import half_size
@@ -81,7 +82,7 @@ class AudioAugment(keras.layers.Layer):
     """
 
     def __init__(self,
-                 sample_rate: int = 22050,
+                 sample_rate: int = constants.SAMPLE_RATE,
                  seed: int | None = None,
                  polarity_p: float = 0.8,
                  noise_p: float = 0.01,

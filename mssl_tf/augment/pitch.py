@@ -28,6 +28,8 @@ import math
 import numpy as np
 from keras import ops
 
+from mssl_tf import constants
+
 #: Largest STFT size that keeps onsets within a few milliseconds at 22.05 kHz.
 MAX_N_FFT = 1024
 
@@ -86,8 +88,8 @@ def num_output_frames(length: int, max_ratio: float, hop: int) -> int:
     return int(math.ceil((length * max_ratio + 4) / hop)) + 2
 
 
-def pitch_shift(x, cents, max_abs_cents: float, sample_rate: int = 22050, n_fft: int = MAX_N_FFT,
-                phase_locking: bool = True):
+def pitch_shift(x, cents, max_abs_cents: float, sample_rate: int = constants.SAMPLE_RATE,
+                n_fft: int = MAX_N_FFT, phase_locking: bool = True):
     """Shifts each clip by its own number of cents, keeping its length, duration and tempo.
 
     Args:

@@ -24,7 +24,9 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-SAMPLE_RATE = 22050
+from mssl_tf import constants
+
+SAMPLE_RATE = constants.SAMPLE_RATE
 FAMILIES = ("keys", "plucked", "bowed", "wind")
 TEMPI = {"slow": (66.0, 88.0), "fast": (132.0, 168.0)}
 MODES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}

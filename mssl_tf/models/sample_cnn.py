@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from mssl_tf import constants
 from mssl_tf.models.layers import batch_norm, initializers
 
 DEFAULT_WIDTHS = (128, 128, 256, 256, 256, 256, 256, 256, 512)
@@ -52,7 +53,7 @@ def _conv_bn_relu(x, filters: int, *, kernel_size: int, strides: int, padding: s
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_sample_cnn(rep_dim: int = 512, crop_len: int = 59049,
+def build_sample_cnn(rep_dim: int = 512, crop_len: int = constants.CROP_LEN,
                      widths: tuple[int, ...] = DEFAULT_WIDTHS,
                      synchronized_bn: bool | None = None, init: str = "keras",
                      ghost_batch_size: int | None = None,

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -224,3 +225,25 @@ def test_corrupt_shard_is_named_with_the_fix(tmp_path):
     open(os.path.join(data, bad), "wb").write(bytes(raw))
     with pytest.raises(ValueError, match=rf"{bad}(.|\n)*mssl-prepare verify --out {data}"):
         _run(str(tmp_path / "run"), data)
+
+
+def test_a_run_of_an_older_version_gets_a_clear_message(tmp_path, data_dir):
+    run = tmp_path / "run"
+    run.mkdir()
+    # run.json of mssl_tf < 0.2: no "format", the projector as {"kind", "output_dim"}.
+    (run / "run.json").write_text(json.dumps({
+        "encoder": {"rep_dim": 32, "crop_len": 2187, "widths": [16, 16, 32, 32, 32, 32]},
+        "objective": "vicreg", "projector": {"kind": "vicreg", "output_dim": 64}}))
+    with pytest.raises(ValueError, match="mssl_tf < 0.2(.|\n)*mssl-probe and mssl-export"):
+        _run(str(run), data_dir)
+    assert rundir.projector_name(rundir.read_run(str(run))) == "vicreg"
+
+
+@pytest.mark.parametrize("binding,replacement", [
+    ("pretrain.objective = 'vicreg'", "pretrain.loss_fn = @vicreg_loss"),
+    ("pretrain.base_lr = 0.3", "WarmupCosine.base_lr"),
+    ("pretrain.precision = 'float32'", "Runtime.precision"),
+    ("build_projector.spec = '64-64'", "vicreg_projector.spec")])
+def test_bindings_of_older_versions_name_their_replacement(binding, replacement):
+    with pytest.raises(ValueError, match=f"was renamed: use {re.escape(replacement)}"):
+        gin_utils.parse([], [binding])
