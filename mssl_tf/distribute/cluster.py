@@ -120,6 +120,30 @@ def is_chief(strategy=None) -> bool:
     return is_tf_chief_task(read_tf_config())
 
 
+@contextlib.contextmanager
+def process_local():
+    """A context in which Keras creates variables on this process alone (chief-only writes).
+
+    On multi-process JAX, Keras places every new variable with the global distribution, and
+    that placement checks that all processes hold the same value: a collective. Keras'
+    `save_weights` creates such a variable (a throwaway optimizer, to learn which attributes to
+    skip), so the chief saving a backup alone would wait forever for the other processes, which
+    are in the next step. Inside this context no distribution is set, so the variables it
+    creates are local. Elsewhere (TensorFlow, one JAX process) it does nothing.
+    """
+    import keras  # noqa: PLC0415
+
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        yield
+        return
+    distribution = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(distribution)
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """`count` distinct TCP ports free on `host` now (for clusters on one machine: tests, bench).
 

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from mssl_tf import fileio, rundir
+from mssl_tf.distribute import cluster
 from mssl_tf.train import checkpoints
 from mssl_tf.train.history import History
 from mssl_tf.train.tensorboard import ScalarWriter
@@ -155,7 +156,8 @@ class RunRecorder(keras.callbacks.Callback):
             self._stop(Stop(step, "non-finite", {"weights": float("nan")}))
             return False
         if self.write:
-            self.backup.save(self.model, step, epoch=step // self.spe)
+            with cluster.process_local():  # the chief alone: no collective may start here
+                self.backup.save(self.model, step, epoch=step // self.spe)
         self.last_saved = step
         return True
 
@@ -215,9 +217,10 @@ class RunRecorder(keras.callbacks.Callback):
         encoder = self.model.encoder
         snap_dir = rundir.path(self.model_dir, rundir.SNAPSHOT_DIR)
         fileio.makedirs(snap_dir)
-        rundir.save_weights(encoder, fileio.join(snap_dir, rundir.LATEST))
-        if done in self.milestones:
-            rundir.save_weights(encoder, fileio.join(snap_dir, rundir.snapshot_name(done)))
+        with cluster.process_local():  # the chief alone: no collective may start here
+            rundir.save_weights(encoder, fileio.join(snap_dir, rundir.LATEST))
+            if done in self.milestones:
+                rundir.save_weights(encoder, fileio.join(snap_dir, rundir.snapshot_name(done)))
         run = rundir.read_run(self.model_dir)
         rundir.update_run(self.model_dir, latest_epoch=done, milestones_saved=sorted(
             set(run.get("milestones_saved", [])) | ({done} & self.milestones)))
