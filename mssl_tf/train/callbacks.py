@@ -105,7 +105,7 @@ class RunRecorder(keras.callbacks.Callback):
         # Every process reads the history and takes the guard's decisions from the same values:
         # one worker stopping alone would leave the others waiting in a collective.
         self.history = History(model_dir)
-        if write and self.history.truncate(self.step):
+        if self.history.truncate(self.step, write=write) and write:
             logger.info("history.csv: dropped rows after step %d (not in the restored state)",
                         self.step)
         self.best_loss = self.history.best_loss()

@@ -37,8 +37,13 @@ class History:
         if fileio.exists(self.path):
             self.rows = list(csv.DictReader(io.StringIO(fileio.read_text(self.path))))
 
-    def truncate(self, step: int) -> int:
+    def truncate(self, step: int, write: bool = True) -> int:
         """Drops rows of steps after `step` (or, in files without a step column, all rows).
+
+        Args:
+          step: the restored step.
+          write: rewrite the file too (the chief); other processes drop the rows in memory only,
+            so that every process sees the same history.
 
         Returns:
           How many rows were dropped.
@@ -47,7 +52,8 @@ class History:
         dropped = len(self.rows) - len(kept)
         if dropped:
             self.rows = kept
-            self._write()
+            if write:
+                self._write()
         return dropped
 
     def best_loss(self) -> float | None:

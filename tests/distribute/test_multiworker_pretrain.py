@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
 # After kill -9 of one worker, how long the other may take to notice (fail) before it is
 # killed too: a worker blocked in a collective with a dead peer may also wait forever.
-SURVIVOR_WAIT_S = 60
+SURVIVOR_WAIT_S = 30
 # smoke.gin: 32 tracks, global batch 8 -> 4 steps per epoch, 2 epochs; a backup every 2 steps.
 FINAL_STEP = 8
 KILL_AT = 7  # before step 7: the chief's last backup is step 6, mid-epoch 2
@@ -127,21 +127,13 @@ def _run_twice_with_a_kill(backend: str, run: str, data_dir: str, victim: int) -
     return _finish(_start(backend, run, data_dir))
 
 
+# (Kept to two runs of a few minutes in all on 2 cores: the TF case kills the chief, the harder
+# side; the JAX case a worker. Both check that only the chief writes RUN/.)
 @pytest.mark.slow
-def test_two_tf_workers_pretrain_and_only_the_chief_writes(tmp_path, data_dir):
+def test_two_tf_workers_resume_after_the_chief_is_killed(tmp_path, data_dir):
     run = str(tmp_path / "run")
-    results = _finish(_start("tensorflow", run, data_dir))
+    results = _run_twice_with_a_kill("tensorflow", run, data_dir, victim=0)
     assert results[0]["writes"]  # the recorder sees the chief's writes
-    _check_finished_run(run, results, starts=1)
-    # A rerun of the finished run is a no-op that ends at the same step.
-    _check_finished_run(run, _finish(_start("tensorflow", run, data_dir)), starts=2)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("victim", [0, 1], ids=["chief_killed", "worker_killed"])
-def test_two_tf_workers_resume_after_kill(tmp_path, data_dir, victim):
-    run = str(tmp_path / "run")
-    results = _run_twice_with_a_kill("tensorflow", run, data_dir, victim)
     _check_finished_run(run, results, starts=2)
     with open(os.path.join(run, rundir.TRAIN_LOG)) as f:
         assert f"at step {KILL_AT - 1} " in f.read()  # resumed from the chief's last backup
