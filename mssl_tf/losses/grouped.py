@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from keras import ops
 
-from mssl_tf.losses.vicreg import Gather
+from mssl_tf.losses.vicreg import Gather, to_float32
 
 
 def check_group_size(batch: int, group_size: int, what: str = "the global batch") -> int:
@@ -60,11 +60,7 @@ def grouped(loss_fn: Callable, group_size: int) -> Callable:
 
     def grouped_loss(z_a, z_b, gather: Gather | None = None, **kwargs):
         dim = z_a.shape[-1]
-        z_a = ops.cast(z_a, "float32")
-        z_b = ops.cast(z_b, "float32")
-        if gather is not None:
-            z_a = ops.reshape(gather(z_a), (-1, dim))
-            z_b = ops.reshape(gather(z_b), (-1, dim))
+        z_a, z_b = to_float32(z_a, z_b, gather)
         if z_a.shape[0] is not None:
             check_group_size(z_a.shape[0], group_size)
         za = ops.reshape(z_a, (-1, group_size, dim))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from mssl_tf.losses.vicreg import Gather, _check_pair, _num_rows, _to_float32
+from mssl_tf.losses.vicreg import Gather, _check_pair, _num_rows, to_float32
 
 # torch.nn.CosineSimilarity's default eps: each norm is clamped to at least this.
 COSINE_EPS = 1e-8
@@ -51,7 +51,7 @@ def nt_xent_loss(z_a, z_b, temperature: float = 0.5, gather: Gather | None = Non
     _check_pair(z_a, z_b, "nt_xent_loss")
     if not temperature > 0:
         raise ValueError(f"nt_xent_loss: temperature must be > 0, got {temperature}")
-    z_a, z_b = _to_float32(z_a, z_b, gather)
+    z_a, z_b = to_float32(z_a, z_b, gather)
     batch = z_a.shape[0]
     if batch is not None and batch < 2:
         raise ValueError(f"nt_xent_loss: the (gathered) batch has {batch} row(s); NT-Xent needs "

@@ -20,7 +20,7 @@ from keras import ops
 Gather = Callable[[object], object]
 
 
-def _to_float32(z_a, z_b, gather: Gather | None):
+def to_float32(z_a, z_b, gather: Gather | None):
     """Casts both branches to float32 and applies `gather` (after the cast, so it moves float32)."""
     dim = z_a.shape[-1]
     z_a = ops.cast(z_a, "float32")
@@ -104,7 +104,7 @@ def vicreg_loss(z_a, z_b, sim_weight: float = 25.0, var_weight: float = 25.0,
         than 2 rows (the unbiased variance needs B >= 2).
     """
     _check_pair(z_a, z_b, "vicreg_loss")
-    x, y = _to_float32(z_a, z_b, gather)
+    x, y = to_float32(z_a, z_b, gather)
     batch, dim = x.shape[0], x.shape[1]
     if batch is not None and batch < 2:
         raise ValueError(f"vicreg_loss: the (gathered) batch has {batch} row(s); the unbiased "
