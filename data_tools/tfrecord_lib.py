@@ -137,14 +137,15 @@ def write_shard(path: str, records: Iterable[bytes]) -> dict:
             for record in records:
                 writer.write(record)
                 count += 1
+        info = {"num_records": count, "sha256": fileio.sha256_file(tmp),
+                "bytes": tf.io.gfile.stat(tmp).length}
+        tf.io.gfile.rename(tmp, path, overwrite=True)
     except BaseException:
-        # Ctrl-C or an error mid-shard: leave no half-written file behind.
+        # Ctrl-C, SIGTERM or an error anywhere before the rename (also while the finished file
+        # is being checksummed): leave no half-written file behind.
         if tf.io.gfile.exists(tmp):
             tf.io.gfile.remove(tmp)
         raise
-    info = {"num_records": count, "sha256": fileio.sha256_file(tmp),
-            "bytes": tf.io.gfile.stat(tmp).length}
-    tf.io.gfile.rename(tmp, path, overwrite=True)
     return info
 
 

@@ -20,7 +20,8 @@ def run_jax(code: str, *args: str, devices: int = 1, timeout: float = 300,
     """
     run_env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
                    TF_CPP_MIN_LOG_LEVEL="2",
-                   PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+                   PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run_env.update(env or {})
     if devices > 1:
         run_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=run_env, cwd=REPO,

@@ -113,7 +113,7 @@ def test_notebook_runs_green_in_smoke_mode(tmp_path):
     assert "pip install" not in text.replace("pip install -e", "")
     # Each stage left its mark: verify OK, a probe line per encoder, the report, the export.
     assert "OK " in text and text.count("linear probe on demo") == 2
-    assert "signatures: ['embed', 'embed_track', 'serving_default', 'tag']" in text
+    assert "signatures: ['embed', 'embed_chunks', 'embed_track', 'serving_default', 'tag', 'tag_chunks']" in text
     assert "->" in text and "embedding: (64,)" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the report's figures are shown inline"
