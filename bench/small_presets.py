@@ -188,21 +188,30 @@ def pretrain_and_probe(name: str, gin_file: str, params: list[str], shards: str,
             "run_dir": run_dir}
 
 
-def summarise(rows: list[dict]) -> str:
-    """Markdown: mean +- std (population, over seeds) of both probes per configuration."""
-    names = list(dict.fromkeys(r["config"] for r in rows))
-    lines = ["| configuration | seeds | CLMR-protocol ROC-AUC | standardised LR ROC-AUC | steps |"
-             " pre-train s |", "|---|---|---|---|---|---|"]
-    for name in names:
-        sel = [r for r in rows if r["config"] == name]
-        cells = []
-        for key in ("clmr", "std_lr"):
-            v = np.array([r[key] for r in sel])
-            cells.append(f"{v.mean():.1f} +- {v.std():.1f}")
-        steps = sel[0].get("steps", "")
-        secs = np.mean([r["pretrain_s"] for r in sel]) if "pretrain_s" in sel[0] else None
-        lines.append(f"| {name} | {len(sel)} | {cells[0]} | {cells[1]} | {steps} | "
-                     f"{'' if secs is None else f'{secs:.0f}'} |")
+def summarise(rows: list[dict], floor: str = "floor_bn_estimated") -> str:
+    """Markdown: per configuration and probe, ROC-AUC and its gain over `floor`, seed for seed
+    (mean +- sample std over seeds, `mssl_tf.demo.summary.seed_summary`)."""
+    from mssl_tf.demo import summary  # noqa: PLC0415
+    per_seed = [{"encoder": r["config"], "seed": r["seed"], "probe": probe,
+                 "metrics": {"roc_auc": r[probe], "pr_auc": float("nan")}}
+                for r in rows for probe in ("clmr", "std_lr")]
+    has_floor = any(r["config"] == floor for r in rows)
+    if has_floor:
+        seeds = {r["seed"] for r in rows if r["config"] == floor}
+        per_seed = [r for r in per_seed if r["seed"] in seeds]
+    else:
+        floor = "(none)"
+    lines = ["| configuration | probe | seeds | ROC-AUC | gain over floor | steps | pre-train s |",
+             "|---|---|---|---|---|---|---|"]
+    for e in summary.seed_summary(per_seed, floor=floor) if has_floor else []:
+        sel = [r for r in rows if r["config"] == e["encoder"]]
+        gain = "(floor)" if e["gain_roc_auc"] is None else \
+            f"{e['gain_roc_auc']['mean']:+.2f} +- {e['gain_roc_auc']['std']:.2f}"
+        secs = [r["pretrain_s"] for r in sel if "pretrain_s" in r]
+        timing = f"{sel[0].get('steps', '')} | {np.mean(secs):.0f}" if secs else " | "
+        lines.append(f"| {e['encoder']} | {e['probe']} | {len(e['seeds'])} | "
+                     f"{e['roc_auc']['mean']:.2f} +- {e['roc_auc']['std']:.2f} | {gain} | "
+                     f"{timing} |")
     return "\n".join(lines)
 
 
@@ -221,7 +230,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="a gin binding added to every pre-training configuration")
     p.add_argument("--epochs", type=int, default=None, help="override pretrain.epochs")
     p.add_argument("--probe_epochs", type=int, default=150)
+    p.add_argument("--summarise", action="store_true",
+                   help="only print the table of OUT/results.jsonl (every run so far)")
     args = p.parse_args(argv)
+    results_path = os.path.join(args.out, "results.jsonl")
+    if args.summarise:
+        with open(results_path, encoding="utf-8") as f:
+            print(summarise([json.loads(line) for line in f if line.strip()]))
+        return 0
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     logging.basicConfig(level=logging.WARNING)
     from mssl_tf.demo import corpus, run  # noqa: PLC0415
@@ -234,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
                                    seconds=args.seconds, seed=0, progress=False)
         run.prepare(os.path.join(args.out, "audio"), made["labels_csv"], shards, False)
     seeds = [int(s) for s in args.seeds.split(",")]
-    results_path = os.path.join(args.out, "results.jsonl")
     rows = []
     for spec in args.configs or ["demo_vicreg", "floor", "demo_clmr"]:
         for seed in seeds:
