@@ -35,6 +35,10 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
             np.testing.assert_allclose(g["gain_roc_auc"]["values"],
                                        [v - floor[(s, g["probe"])] for v, s in zip(own, [0, 1])])
             assert f"{g['gain_roc_auc']['mean']:+.2f} +- {g['gain_roc_auc']['std']:.2f}" in printed
+    floor_rows = [r for r in results["per_seed"] if r["encoder"] == "random init"]
+    # Without BatchNorm estimation the floor is understated, and results.md says so.
+    assert ("gains above are overstated" in printed) == (
+        not all(r["bn_stats"] for r in floor_rows))
     for path in ("runs/vicreg_seed1/run.json", "runs/clmr_seed1/run.json"):
         assert os.path.exists(os.path.join(out, path)), path
     with open(os.path.join(out, "results.md")) as f:
