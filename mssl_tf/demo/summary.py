@@ -152,3 +152,71 @@ def write_figures(out_dir: str, rows: list[dict], histories: dict[str, dict],
     return [_save(probe_metrics_figure(rows), os.path.join(out_dir, "probe_metrics.png")),
             _save(pretrain_figure(histories), os.path.join(out_dir, "pretrain_loss.png")),
             _save(per_tag_figure(per_tag), os.path.join(out_dir, "per_tag_roc_auc.png"))]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    v = np.asarray(values, np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def seed_summary(per_seed: list[dict], *, floor: str) -> list[dict]:
+    """Mean and spread over seeds of every encoder's probe scores and its gain over the floor.
+
+    Args:
+      per_seed: dicts with "encoder", "seed", "probe" (variant) and "metrics" (x100).
+      floor: the encoder name of the random-init floor; an encoder's gain in one seed is its
+        ROC-AUC minus the floor's ROC-AUC of the same seed and probe variant.
+
+    Returns:
+      One dict per (encoder, probe) in first-seen order: "encoder", "probe", "seeds",
+      "roc_auc" / "pr_auc" / "gain_roc_auc" as {"mean", "std", "values"} ("gain_roc_auc" is
+      None for the floor itself).
+
+    Raises:
+      ValueError: an encoder's seed has no floor result for the same probe variant.
+    """
+    floors = {(r["seed"], r["probe"]): r["metrics"]["roc_auc"] for r in per_seed
+              if r["encoder"] == floor}
+    out = []
+    for encoder, probe in dict.fromkeys((r["encoder"], r["probe"]) for r in per_seed):
+        sel = [r for r in per_seed if r["encoder"] == encoder and r["probe"] == probe]
+        entry = {"encoder": encoder, "probe": probe, "seeds": [r["seed"] for r in sel]}
+        for key in ("roc_auc", "pr_auc"):
+            values = [float(r["metrics"][key]) for r in sel]
+            mean, std = _mean_std(values)
+            entry[key] = {"mean": mean, "std": std, "values": values}
+        entry["gain_roc_auc"] = None
+        if encoder != floor:
+            missing = [r["seed"] for r in sel if (r["seed"], probe) not in floors]
+            if missing:
+                raise ValueError(f"no {floor!r} result for seed(s) {missing} with the {probe!r} "
+                                 "probe, so the gain over the floor is undefined")
+            values = [float(r["metrics"]["roc_auc"]) - floors[(r["seed"], probe)] for r in sel]
+            mean, std = _mean_std(values)
+            entry["gain_roc_auc"] = {"mean": mean, "std": std, "values": values}
+        out.append(entry)
+    return out
+
+
+def _pm(stat: dict, signed: bool = False) -> str:
+    text = f"{stat['mean']:+.2f}" if signed else f"{stat['mean']:.2f}"
+    return text + (f" +- {stat['std']:.2f}" if len(stat["values"]) > 1 else "")
+
+
+def gains_table(summary_rows: list[dict], probe_names: list[str] | None = None) -> str:
+    """Markdown table of `seed_summary`: ROC-AUC, PR-AUC and the gain over the floor.
+
+    Args:
+      summary_rows: `seed_summary` output.
+      probe_names: display names of the probe variants in order of first appearance.
+    """
+    variants = list(dict.fromkeys(r["probe"] for r in summary_rows))
+    names = dict(zip(variants, probe_names or variants))
+    lines = ["| encoder | probe | seeds | ROC-AUC | PR-AUC | gain over floor (ROC-AUC) |",
+             "|---|---|---|---|---|---|"]
+    for r in summary_rows:
+        gain = "(the floor)" if r["gain_roc_auc"] is None else _pm(r["gain_roc_auc"], True)
+        lines.append(f"| {r['encoder']} | {names[r['probe']]} | {len(r['seeds'])} | "
+                     f"{_pm(r['roc_auc'])} | {_pm(r['pr_auc'])} | {gain} |")
+    return "\n".join(lines)

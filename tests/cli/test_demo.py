@@ -14,13 +14,33 @@ from mssl_tf.train.tensorboard import read_scalars
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, capsys):
     out = str(tmp_path / "demo")
-    assert cli.main(["--out", out, "--quick", "--no_progress"]) == 0
+    assert cli.main(["--out", out, "--quick", "--no_progress", "--seeds", "2"]) == 0
     printed = capsys.readouterr().out
     assert "REDUCED SampleCNN" in printed and "Done in" in printed
 
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     assert [r["encoder"] for r in results["rows"]] == ["random init", "VICReg", "CLMR"]
+    # Two seeds: every encoder probed per seed, and its gain over the floor of the same seed.
+    assert results["seeds"] == [0, 1]
+    variants = results["settings"]["probe_variants"]
+    assert len(results["per_seed"]) == 2 * 3 * len(variants)
+    floor = {(r["seed"], r["probe"]): r["metrics"]["roc_auc"] for r in results["per_seed"]
+             if r["encoder"] == "random init"}
+    for g in results["gains"]:
+        own = [r["metrics"]["roc_auc"] for r in results["per_seed"]
+               if r["encoder"] == g["encoder"] and r["probe"] == g["probe"]]
+        np.testing.assert_allclose(g["roc_auc"]["values"], own)
+        if g["encoder"] != "random init":
+            np.testing.assert_allclose(g["gain_roc_auc"]["values"],
+                                       [v - floor[(s, g["probe"])] for v, s in zip(own, [0, 1])])
+            assert f"{g['gain_roc_auc']['mean']:+.2f} +- {g['gain_roc_auc']['std']:.2f}" in printed
+    floor_rows = [r for r in results["per_seed"] if r["encoder"] == "random init"]
+    # Without BatchNorm estimation the floor is understated, and results.md says so.
+    assert ("gains above are overstated" in printed) == (
+        not all(r["bn_stats"] for r in floor_rows))
+    for path in ("runs/vicreg_seed1/run.json", "runs/clmr_seed1/run.json"):
+        assert os.path.exists(os.path.join(out, path)), path
     with open(os.path.join(out, "results.md")) as f:
         table = f.read()
     for row in results["rows"]:
@@ -68,6 +88,8 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_demo_rejects_bad_epochs(capsys):
+def test_demo_rejects_bad_epochs_and_seeds(capsys):
     assert cli.main(["--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+    assert cli.main(["--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err

@@ -75,3 +75,15 @@ def test_write_corpus_folder_layout_and_balanced_tags(tmp_path):
         info = sf.info(os.path.join(str(tmp_path), r["path"]))
         assert info.samplerate == SR and info.channels == 1 and info.duration >= 10.0
         assert r["path"].split("/")[0] in r["labels"].split(";")  # folder = family
+
+
+def test_default_test_split_is_big_and_balanced_enough_to_not_be_noise():
+    counts = corpus.DEFAULT_COUNTS
+    assert counts["test"] >= 64 and counts["train"] >= 64 and counts["valid"] >= 32
+    # The tags clip_tags gives the test clips (indices after train and valid), without audio.
+    rng = np.random.default_rng(0)
+    tags = [corpus.tag_list(corpus.clip_tags(i, rng)) for i in range(sum(counts.values()))]
+    test = tags[counts["train"] + counts["valid"]:]
+    for tag in corpus.TAGS:
+        positives = sum(tag in t for t in test)
+        assert 12 <= positives <= len(test) - 12, (tag, positives)

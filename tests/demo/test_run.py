@@ -18,7 +18,7 @@ def test_prepare_step_converts_through_the_library(tmp_path, monkeypatch):
     # The command-line entry point is not used (no library -> CLI call).
     monkeypatch.setitem(sys.modules, "data_tools.prepare", None)
     shards = str(tmp_path / "shards")
-    manifest = run._prepare(audio_dir, str(labels), shards, progress=False)
+    manifest = run.prepare(audio_dir, str(labels), shards, progress=False)
     assert manifest == fileio.read_manifest(shards)
     assert manifest["dataset"] == "demo" and manifest["tag_names"] == ["high", "low"]
     assert {s: e["num_tracks"] for s, e in manifest["splits"].items()} == {

@@ -4,6 +4,7 @@ import os
 
 import matplotlib.image as mpimg
 import numpy as np
+import pytest
 
 from mssl_tf.demo import summary
 
@@ -62,3 +63,42 @@ def test_legends_do_not_cover_bars(tmp_path):
         import shutil
         for path in paths:
             shutil.copy(path, os.environ["MSSL_KEEP_FIGURES"])
+
+
+def _result(encoder, seed, probe, roc, pr=30.0):
+    return {"encoder": encoder, "seed": seed, "probe": probe,
+            "metrics": {"roc_auc": roc, "pr_auc": pr}}
+
+
+def test_seed_summary_gains_are_seed_for_seed_against_the_floor():
+    per_seed = [_result("random init", 0, "clmr", 60.0), _result("VICReg", 0, "clmr", 70.0),
+                _result("random init", 1, "clmr", 64.0), _result("VICReg", 1, "clmr", 66.0),
+                _result("random init", 0, "std", 65.0), _result("VICReg", 0, "std", 75.0),
+                _result("random init", 1, "std", 66.0), _result("VICReg", 1, "std", 72.0)]
+    rows = summary.seed_summary(per_seed, floor="random init")
+    by = {(r["encoder"], r["probe"]): r for r in rows}
+    vicreg = by[("VICReg", "clmr")]
+    assert vicreg["seeds"] == [0, 1] and vicreg["roc_auc"]["values"] == [70.0, 66.0]
+    assert vicreg["roc_auc"]["mean"] == 68.0
+    np.testing.assert_allclose(vicreg["roc_auc"]["std"], np.std([70.0, 66.0], ddof=1))
+    # Gains pair each seed with the floor of the same seed and probe: (70-60, 66-64).
+    assert vicreg["gain_roc_auc"]["values"] == [10.0, 2.0]
+    assert vicreg["gain_roc_auc"]["mean"] == 6.0
+    np.testing.assert_allclose(vicreg["gain_roc_auc"]["std"], np.sqrt(32.0))
+    assert by[("VICReg", "std")]["gain_roc_auc"]["values"] == [10.0, 6.0]
+    assert by[("random init", "clmr")]["gain_roc_auc"] is None
+    table = summary.gains_table(rows, ["CLMR-protocol probe", "standardised-feature probe"])
+    assert "| VICReg | CLMR-protocol probe | 2 | 68.00 +- 2.83 | 30.00 +- 0.00 | +6.00 +- 5.66 |" \
+        in table
+    assert "| random init | standardised-feature probe | 2 | 65.50 +- 0.71 |" in table
+    assert "(the floor)" in table
+
+
+def test_seed_summary_one_seed_has_no_spread_and_a_missing_floor_is_named():
+    rows = summary.seed_summary([_result("random init", 0, "clmr", 50.0),
+                                 _result("CLMR", 0, "clmr", 58.5)], floor="random init")
+    assert rows[1]["gain_roc_auc"] == {"mean": 8.5, "std": 0.0, "values": [8.5]}
+    assert "| CLMR | clmr | 1 | 58.50 | 30.00 | +8.50 |" in summary.gains_table(rows)
+    with pytest.raises(ValueError, match="seed\\(s\\) \\[1\\]"):
+        summary.seed_summary([_result("random init", 0, "clmr", 50.0),
+                              _result("CLMR", 1, "clmr", 58.5)], floor="random init")

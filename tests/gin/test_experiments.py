@@ -105,11 +105,12 @@ def _fake_manifest(out_dir, counts):
                    "tag_names": ["x"], "multi_label": True, "splits": splits}, f)
 
 
-# Every run file of a real dataset (the *_base.gin files are included by them, and smoke/demo
-# run on generated data).
+# Every run file of a real dataset (the *_base.gin files are included by them, smoke/demo run
+# on generated data, small_* on the user's own).
 @pytest.mark.parametrize("path", [p for p in EXPERIMENTS
                                   if not p.endswith(("smoke.gin", "demo_vicreg.gin",
-                                                     "demo_clmr.gin", "_base.gin"))])
+                                                     "demo_clmr.gin", "_base.gin",
+                                                     "small_vicreg.gin", "small_clmr.gin"))])
 def test_every_thesis_experiment_starts_on_its_real_dataset(path, tmp_path):
     """>= 1 step per epoch on the real split counts, and the thesis' batch, lr, epochs, projector
     (the GTZAN runs used to stop at "443 tracks, fewer than one batch of 768")."""
