@@ -11,8 +11,7 @@ corpus (`mssl_tf.demo.corpus`) and probes the frozen encoder twice:
 The floor is the same architecture with random weights (seed for seed), probed both ways, once
 with BatchNorm's initial moving statistics (mean 0, variance 1: what `--random_init` gives
 without estimation) and once with BatchNorm statistics estimated on training crops (the
-"honest" floor: `mssl_tf.eval.probe.estimate_bn_statistics` where it exists, else the same
-cumulative average done here). Results go to OUT/results.jsonl (one line per probe) and a
+"honest" floor: `mssl_tf.eval.probe.estimate_bn_statistics`). Results go to OUT/results.jsonl (one line per probe) and a
 Markdown summary (mean and spread over seeds) to stdout and OUT/summary.md.
 
     python bench/small_presets.py --out /tmp/presets --seeds 0,1,2 \
@@ -93,39 +92,10 @@ def std_logistic_regression(work_dir: str) -> float:
 
 
 def _estimate_bn(encoder, data_dir: str, num_crops: int = 256, seed: int = 0) -> int:
-    """BatchNorm statistics of a random-init encoder as the mean of batch statistics."""
+    """BatchNorm statistics of a random-init encoder, estimated on training crops."""
     from mssl_tf.eval import probe  # noqa: PLC0415
-    if hasattr(probe, "estimate_bn_statistics"):
-        return probe.estimate_bn_statistics(encoder, data_dir, num_crops=num_crops, seed=seed)
-    import keras  # noqa: PLC0415
 
-    from mssl_tf.data import pipeline  # noqa: PLC0415
-    layers, stack = [], list(encoder.layers)
-    while stack:
-        layer = stack.pop()
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layers.append(layer)
-        stack.extend(getattr(layer, "layers", []))
-    momentum = [layer.momentum for layer in layers]
-    encoder.trainable = True
-    used, k = 0, 0
-    for attempt in range(8):
-        for batch in pipeline.single_crop_dataset(data_dir, "train", 64,
-                                                  crop_len=int(encoder.input_shape[-1]),
-                                                  seed=seed + attempt):
-            k += 1
-            for layer in layers:
-                layer.momentum = (k - 1) / k
-            audio = batch["audio"].numpy()[:num_crops - used]
-            encoder(audio, training=True)
-            used += len(audio)
-            if used >= num_crops:
-                break
-        if used >= num_crops:
-            break
-    for layer, m in zip(layers, momentum):
-        layer.momentum = m
-    return used
+    return probe.estimate_bn_statistics(encoder, data_dir, num_crops=num_crops, seed=seed)
 
 
 def _probe_kwargs(probe_epochs: int) -> dict:
