@@ -11,8 +11,9 @@ corpus (`mssl_tf.demo.corpus`) and probes the frozen encoder twice:
 The floor is the same architecture with random weights (seed for seed), probed both ways, once
 with BatchNorm's initial moving statistics (mean 0, variance 1: what `--random_init` gives
 without estimation) and once with BatchNorm statistics estimated on training crops (the
-"honest" floor: `mssl_tf.eval.probe.estimate_bn_statistics`). Results go to OUT/results.jsonl (one line per probe) and a
-Markdown summary (mean and spread over seeds) to stdout and OUT/summary.md.
+"honest" floor: `mssl_tf.eval.probe.estimate_bn_statistics`). Results go to
+OUT/results.jsonl (one line per probe) and a Markdown summary (mean and spread over seeds) to
+stdout and OUT/summary.md.
 
     python bench/small_presets.py --out /tmp/presets --seeds 0,1,2 \
         --config demo_vicreg --config floor --config demo_clmr
