@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from tests.data_tools import fixtures
-from tests.export.helpers import TINY
+from tests.export.helpers import TINY, set_nontrivial_bn_statistics
 
 TAGS = ["bass", "drums", "piano"]
 # (relative path, seconds, rate, channels): every format, both channel counts, four rates.
@@ -22,11 +22,7 @@ def make_tiny_export(out: str):
     from mssl_tf.models import build_probe_head, build_sample_cnn
     keras.utils.set_random_seed(11)
     encoder = build_sample_cnn(TINY["rep_dim"], TINY["crop_len"], widths=tuple(TINY["widths"]))
-    for layer in encoder.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(np.linspace(-0.1, 0.1, n).astype(np.float32))
-            layer.moving_variance.assign(np.linspace(0.5, 2.0, n).astype(np.float32))
+    set_nontrivial_bn_statistics(encoder)
     head = build_probe_head("linear", TINY["rep_dim"], len(TAGS))
     export_encoder(encoder, out, head=head, tag_names=TAGS, multi_label=True)
     return out, encoder, head

@@ -4,6 +4,7 @@ import json
 import os
 
 import keras
+import numpy as np
 
 TINY = {"rep_dim": 8, "crop_len": 2187, "widths": [4, 4, 8, 8, 8, 8]}  # 3**7 samples
 
@@ -36,3 +37,12 @@ def make_probed_run(root):
     probe_dir = os.path.join(run_dir, "probes", f"synthetic-{res['checkpoint']['tag']}", "linear")
     assert os.path.exists(os.path.join(probe_dir, "head.weights.h5"))
     return run_dir, probe_dir, shards
+
+
+def set_nontrivial_bn_statistics(encoder) -> None:
+    """Moving statistics away from (0, 1), so inference-mode BN is what gets checked."""
+    for layer in encoder.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(np.linspace(-0.1, 0.1, n).astype(np.float32))
+            layer.moving_variance.assign(np.linspace(0.5, 2.0, n).astype(np.float32))

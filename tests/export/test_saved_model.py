@@ -11,7 +11,7 @@ import tensorflow as tf
 from mssl_tf import rundir
 from mssl_tf.export import ExportedModel, export_encoder, export_run, load_probe
 from mssl_tf.models import build_probe_head, build_sample_cnn
-from tests.export.helpers import TINY, make_run
+from tests.export.helpers import TINY, make_run, set_nontrivial_bn_statistics
 
 CROP = TINY["crop_len"]
 TAGS = ["bass", "drums", "piano"]
@@ -22,12 +22,7 @@ def exported(tmp_path_factory):
     """A tiny encoder + linear head exported once for the module: (dir, encoder, head)."""
     keras.utils.set_random_seed(7)
     encoder = build_sample_cnn(TINY["rep_dim"], CROP, widths=tuple(TINY["widths"]))
-    # Non-trivial BN statistics, so inference-mode BN (moving stats) is what is checked.
-    for layer in encoder.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(np.linspace(-0.1, 0.1, n).astype(np.float32))
-            layer.moving_variance.assign(np.linspace(0.5, 2.0, n).astype(np.float32))
+    set_nontrivial_bn_statistics(encoder)
     head = build_probe_head("linear", TINY["rep_dim"], len(TAGS))
     out = str(tmp_path_factory.mktemp("export"))
     export_encoder(encoder, out, head=head, tag_names=TAGS, multi_label=True)
