@@ -184,6 +184,11 @@ def run_config(args, backend: str, name: str, cores: list[int | None]) -> dict |
     return row
 
 
+def _ratio(a: float, b: float) -> float:
+    """`a / b` to three significant digits (a ratio of 0.0236 must not print as 0.024)."""
+    return float(f"{a / b:.3g}")
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="tensorflow,jax")
@@ -220,10 +225,9 @@ def main(argv=None) -> list[dict]:
         if "2proc_1core" in got:
             two = got["2proc_1core"]
             if "1proc_1core" in got:
-                two["scaling"] = round(two["pairs_per_s"] / got["1proc_1core"]["pairs_per_s"], 3)
+                two["scaling"] = _ratio(two["pairs_per_s"], got["1proc_1core"]["pairs_per_s"])
             if "1proc_all" in got:
-                two["vs_1proc_all"] = round(two["pairs_per_s"] / got["1proc_all"]["pairs_per_s"],
-                                            3)
+                two["vs_1proc_all"] = _ratio(two["pairs_per_s"], got["1proc_all"]["pairs_per_s"])
         for row in got.values():
             row.update(time=common.utc_stamp(),
                        versions=common.package_versions(["tensorflow", "keras", "jax"]))
