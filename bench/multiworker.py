@@ -42,6 +42,11 @@ TINY_CROP_LEN = 243
 TINY_WIDTHS = (8, 8, 16, 16)
 
 
+# Process layouts, in the order they run: one process pinned to one core, one process on every
+# core, two processes pinned to one core each.
+CONFIGS = ("1proc_1core", "1proc_all", "2proc_1core")
+
+
 def _pin(core: int | None) -> None:
     if core is not None:
         os.sched_setaffinity(0, {core})
@@ -201,6 +206,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--json-out", default=None)
     parser.add_argument("--tiny", action="store_true",
                         help="a 4-block SampleCNN on 243-sample clips (tests)")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"which of {', '.join(CONFIGS)} to run (comma-separated)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -212,11 +219,18 @@ def main(argv=None) -> list[dict]:
         sys.exit("bench/multiworker.py needs at least 2 cores (one per process)")
     if args.global_batch % 2:
         sys.exit("--global-batch must be even (two processes share it)")
+    wanted = common.comma_list(args.configs)
+    unknown = sorted(set(wanted) - set(CONFIGS))
+    if unknown:
+        sys.exit(f"--configs: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     rows = []
     for backend in common.comma_list(args.backend):
         got = {}
-        for name, config in (("1proc_1core", [cores[0]]), ("1proc_all", [None]),
-                             ("2proc_1core", cores[:2])):
+        layouts = {"1proc_1core": [cores[0]], "1proc_all": [None], "2proc_1core": cores[:2]}
+        for name in CONFIGS:
+            if name not in wanted:
+                continue
+            config = layouts[name]
             row = run_config(args, backend, name, config)
             if row is None:
                 continue

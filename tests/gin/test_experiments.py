@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 
 import gin
 import numpy as np
@@ -72,9 +73,38 @@ def data_dir(tmp_path_factory):
     return out
 
 
+# Bindings that do not change what a 2-step tiny run executes: where the data is and how long
+# the full run lasts (the real splits and lengths are checked against the real datasets below).
+_RUN_LENGTH_AND_PLACE = re.compile(
+    r"^(DATA_DIR|pretrain\.data_dir|pretrain\.epochs|TrainLoop\.milestones)\b|"
+    r"^pretrain\.splits = \('train',\)$")
+
+
+def _training_setups() -> dict[str, list[str]]:
+    """Experiment files grouped by what their tiny run trains: the first file of each group
+    stands for the others (e.g. vicreg_fma, vicreg_gtzan and vicreg_fma_1000 differ only in the
+    data folder and the number of epochs)."""
+    groups = {}
+    try:
+        for path in EXPERIMENTS:
+            gin_utils.parse([path], TINY)
+            key = "\n".join(sorted(
+                line for line in gin.config_str().splitlines()
+                if line.strip() and not line.startswith("#")
+                and not _RUN_LENGTH_AND_PLACE.match(line)))
+            groups.setdefault(key, []).append(path)
+    finally:
+        gin.clear_config()
+    return {paths[0]: paths for paths in groups.values()}
+
+
+SETUPS = _training_setups()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", EXPERIMENTS)
+@pytest.mark.parametrize("path", sorted(SETUPS))
 def test_experiment_trains_two_tiny_steps(path, data_dir, tmp_path):
+    """One 2-step tiny run per distinct training setup (SETUPS), so every file's setup runs."""
     gin_utils.parse([path], [f"pretrain.data_dir = '{data_dir}'", *TINY],
                     model_dir=str(tmp_path / "run"))
     result = experiment.pretrain(str(tmp_path / "run"))

@@ -1,10 +1,11 @@
 """kill -9 at the worst moments of a run; the rerun of the same command ends consistent.
 
-Each case kills the process at one point (inside a step, between the history row and the
-backup, in the middle of writing a snapshot, in the middle of the last backup), reruns the same
-command, and checks the run against an uninterrupted one's invariants: same final step, one
-history row per epoch with its step, loadable snapshots, a TensorBoard stream whose steps
-strictly increase and whose epoch values equal history.csv's.
+Each case kills the process at one point (inside a step after a mid-epoch backup, between the
+history row and the backup, in the middle of writing a snapshot, in the middle of the last
+backup), reruns the same command, and checks the run against an uninterrupted one's
+invariants: the backup it resumed from, the same final step, one history row per epoch with its
+step, loadable snapshots, a TensorBoard stream whose steps strictly increase and whose epoch
+values equal history.csv's.
 """
 
 import csv
@@ -34,7 +35,8 @@ SCRIPT = textwrap.dedent("""
 
     class KillInStep(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            if point == "step" and self.model.optimizer.iterations.numpy() == 5:
+            # 7 steps done: the last backup is step 6's, in the middle of epoch 2.
+            if point == "step" and self.model.optimizer.iterations.numpy() == 7:
                 die()
 
     append = history.History.append
@@ -90,6 +92,10 @@ def test_kill_then_rerun_is_consistent(tmp_path, data_dir, point):
     again = _run(run, data_dir, "none")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "FINAL_STEP 8" in again.stdout
+    # Where the rerun picked up: the last finished backup (a mid-epoch one for three cases).
+    resumed = {"step": 6, "after_history": 6, "snapshot": 4, "last_backup": 6}[point]
+    log = open(os.path.join(run, "train.log")).read()
+    assert f"at step {resumed} (epoch 2, step {resumed - 4} of it)" in log, log[-2000:]
 
     assert checkpoints.TrainingBackup(run).state()["step"] == 8
     rows = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
