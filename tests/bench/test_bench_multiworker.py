@@ -11,8 +11,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from bench import multiworker  # noqa: E402
 
 
-# Several processes each: one at a time (README: --dist loadgroup), not 4 processes on 2 cores.
-@pytest.mark.xdist_group("multiprocess")
 @pytest.mark.slow
 def test_one_and_two_tf_processes_give_rows_and_ratios(tmp_path):
     if len(os.sched_getaffinity(0)) < 2:

@@ -165,8 +165,6 @@ def _check_equal_to_single_process(out_dir: Path, workers: list[dict]) -> None:
                 np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4, err_msg=objective)
 
 
-# Several processes each: one at a time (README: --dist loadgroup), not 4 processes on 2 cores.
-@pytest.mark.xdist_group("multiprocess")
 @pytest.mark.slow
 def test_two_tf_workers_equal_one_process(tmp_path):
     """MultiWorkerMirroredStrategy over 2 processes x 1 CPU, input per worker from its
@@ -178,8 +176,6 @@ def test_two_tf_workers_equal_one_process(tmp_path):
     _check_equal_to_single_process(tmp_path, workers)
 
 
-# Several processes each: one at a time (README: --dist loadgroup), not 4 processes on 2 cores.
-@pytest.mark.xdist_group("multiprocess")
 @pytest.mark.slow
 def test_two_jax_processes_equal_one_process(tmp_path):
     """jax.distributed over 2 processes x 1 CPU device (gloo), DataParallel over both, each

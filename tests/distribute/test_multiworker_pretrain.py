@@ -129,8 +129,6 @@ def _run_twice_with_a_kill(backend: str, run: str, data_dir: str, victim: int) -
 
 # (Kept to two runs of a few minutes in all on 2 cores: the TF case kills the chief, the harder
 # side; the JAX case a worker. Both check that only the chief writes RUN/.)
-# Several processes each: one at a time (README: --dist loadgroup), not 4 processes on 2 cores.
-@pytest.mark.xdist_group("multiprocess")
 @pytest.mark.slow
 def test_two_tf_workers_resume_after_the_chief_is_killed(tmp_path, data_dir):
     run = str(tmp_path / "run")
@@ -141,8 +139,6 @@ def test_two_tf_workers_resume_after_the_chief_is_killed(tmp_path, data_dir):
         assert f"at step {KILL_AT - 1} " in f.read()  # resumed from the chief's last backup
 
 
-# Several processes each: one at a time (README: --dist loadgroup), not 4 processes on 2 cores.
-@pytest.mark.xdist_group("multiprocess")
 @pytest.mark.slow
 def test_two_jax_processes_pretrain_resume_after_kill(tmp_path, data_dir):
     pytest.importorskip("jax")
