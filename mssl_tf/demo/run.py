@@ -8,7 +8,6 @@ SavedModel, results.md / results.json and the figures.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import shlex
@@ -43,23 +42,17 @@ def run_name(key: str, seed: int) -> str:
 def probe_variants() -> list[tuple[str, str, dict]]:
     """(key, description, extra `run_probe` arguments) of the probes run on every encoder.
 
-    CLMR's protocol always; the standardised-feature probe (train-split z-score, the same head
-    training otherwise) where `run_probe` offers `standardize`, since a random-init encoder's
-    unnormalised features can defeat CLMR's probe and so understate the floor.
+    CLMR's protocol, and the standardised-feature probe (train-split z-score, the same head
+    training otherwise), since a random-init encoder's unnormalised features can defeat CLMR's
+    probe and so understate the floor.
     """
-    from mssl_tf.eval.probe import run_probe  # noqa: PLC0415
-    variants = [("clmr", "CLMR-protocol probe", {})]
-    if "standardize" in inspect.signature(run_probe).parameters:
-        variants.append(("standardized", "standardised-feature probe", {"standardize": True}))
-    return variants
+    return [("clmr", "CLMR-protocol probe", {}),
+            ("standardized", "standardised-feature probe", {"standardize": True})]
 
 
 def floor_text(res: dict) -> str:
     """The "pre-training" cell of the random-init floor, saying how its BatchNorm was set."""
-    bn = res.get("bn_stats")
-    if bn:
-        return f"none (random weights; BatchNorm statistics {bn})"
-    return "none (random weights; BatchNorm statistics initial: mean 0, variance 1)"
+    return f"none (random weights; BatchNorm statistics {res['bn_stats']})"
 
 
 def _seed_words(seeds: list[int]) -> str:
@@ -176,17 +169,17 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
          "on 19,683-sample crops, widths 16-64, 64-d output; see gin/experiments/demo_*.gin), "
          "not the thesis' 512-d encoder on 59,049 samples.")
     runs, histories = {}, {}
-    for seed in seeds:
+    for train_seed in seeds:
         for name, key, gin_file in OBJECTIVES:
             t = time.time()
-            run_dir = os.path.join(out_dir, "runs", run_name(key, seed))
-            keras.utils.set_random_seed(seed)
-            result = _pretrain(run_dir, gin_file, shards_dir, cfg["epochs"], verbose, seed)
-            runs[run_name(key, seed)] = {"run_dir": run_dir, "steps": int(result["step"]),
-                                         "seconds": time.time() - t, "seed": seed}
-            if seed == seeds[0]:
+            run_dir = os.path.join(out_dir, "runs", run_name(key, train_seed))
+            keras.utils.set_random_seed(train_seed)
+            result = _pretrain(run_dir, gin_file, shards_dir, cfg["epochs"], verbose, train_seed)
+            runs[run_name(key, train_seed)] = {"run_dir": run_dir, "steps": int(result["step"]),
+                                               "seconds": time.time() - t, "seed": train_seed}
+            if train_seed == seeds[0]:
                 histories[name] = result["history"]
-            timings[f"pretrain_{run_name(key, seed)}"] = time.time() - t
+            timings[f"pretrain_{run_name(key, train_seed)}"] = time.time() - t
 
     variants = probe_variants()
     _say(f"[4/{n_stages}] Linear probes on the frozen encoders: the random-init floor, VICReg, "
@@ -194,24 +187,24 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
          "chunk-averaged probabilities, macro ROC-AUC / PR-AUC)")
     probe_kwargs = {**PROBE, "max_epochs": cfg["probe_epochs"]}
     rows, per_tag, probe_dirs, per_seed = [], {}, {}, []
-    for seed in seeds:
-        first = seed == seeds[0]
+    for train_seed in seeds:
+        first = train_seed == seeds[0]
         plan = [(FLOOR, "vicreg", True)] + [(name, key, False) for name, key, _ in OBJECTIVES]
         for name, key, random_init in plan:
             t = time.time()
-            run = runs[run_name(key, seed)]
+            run = runs[run_name(key, train_seed)]
             work_dir = None  # the first probe's feature cache, shared by the other variants
             for variant, _, kwargs in variants:
                 # The CLMR-protocol head goes to the default <cache>/linear; others beside it.
                 where = {"out_dir": os.path.join(work_dir, f"linear_{variant}")} if work_dir \
                     else {}
                 res = run_probe(run["run_dir"], shards_dir, head="linear",
-                                random_init=random_init, checkpoint="latest", seed=seed,
+                                random_init=random_init, checkpoint="latest", seed=train_seed,
                                 **where, **probe_kwargs, **kwargs)
                 work_dir = work_dir or os.path.join(
                     run["run_dir"], "probes", f"{res['dataset']}-{res['checkpoint']['tag']}")
                 probe_dir = where.get("out_dir", os.path.join(work_dir, "linear"))
-                per_seed.append({"encoder": name, "seed": seed, "probe": variant,
+                per_seed.append({"encoder": name, "seed": train_seed, "probe": variant,
                                  "metrics": res["metrics"], "probe_dir": probe_dir,
                                  "bn_stats": res.get("bn_stats")})
                 if first and variant == "clmr":
@@ -224,7 +217,7 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
                     rows.append({"encoder": name, "pretraining": text,
                                  "metrics": res["metrics"], "probe_dir": probe_dir,
                                  "probe_epochs": res["training"]["epochs"]})
-            timings[f"probe_{name}_seed{seed}"] = time.time() - t
+            timings[f"probe_{name}_seed{train_seed}"] = time.time() - t
     gains = summary.seed_summary(per_seed, floor=FLOOR)
 
     export_info = None
@@ -285,12 +278,6 @@ def _results_markdown(table: str, gains_table: str, results: dict) -> str:
              f"Gain over the random-init floor ({_seed_words(results['seeds'])}; the floor is "
              "the same encoder with random weights, probed the same way, seed for seed):", "",
              gains_table, ""]
-    if any(r["encoder"] == FLOOR and not r.get("bn_stats") for r in results["per_seed"]):
-        lines += ["NOTE: this floor kept the random encoder's initial BatchNorm statistics "
-                  "(moving mean 0, variance 1), so its features are badly scaled and the gains "
-                  "above are overstated: against a floor with BatchNorm statistics estimated on "
-                  "training audio the demo presets gained 1-2 ROC-AUC points over 3 seeds "
-                  "(README, \"Demo results\").", ""]
     if results["export"]:
         e = results["export"]
         lines += [f"Exported SavedModel: {e['dir']} (signatures embed, embed_track, embed_chunks, "

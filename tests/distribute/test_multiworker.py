@@ -9,19 +9,17 @@ code is tests/distribute/multiworker_steps.py.
 """
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mssl_tf.distribute import cluster
+from tests.distribute import processes
 
 WORKER = Path(__file__).with_name("multiworker_steps.py")
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 420
 OBJECTIVES = ("vicreg", "ntxent")
 
@@ -116,32 +114,12 @@ def test_free_ports_are_distinct_and_bindable():
 
 # --- two OS processes --------------------------------------------------------------------------
 
-def _env(backend: str, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CONFIG", cluster.ENV_COORDINATOR, "XLA_FLAGS")}
-    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]), **extra)
-    return env
-
-
 def _run(envs: list[dict], out_dir: Path, mode: str) -> list[dict]:
     """Starts one worker process per environment, waits for all (bounded), returns their info."""
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(out_dir), mode], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for env in envs]
-    results = []
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            assert proc.returncode == 0, err[-4000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:  # a worker left waiting for a dead peer must not outlive the test
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    return results
+    return processes.finish([subprocess.Popen([sys.executable, str(WORKER), str(out_dir), mode],
+                                              env=env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True)
+                             for env in envs], TIMEOUT_S)
 
 
 def _weights(path: Path) -> list[np.ndarray]:
@@ -169,10 +147,8 @@ def _check_equal_to_single_process(out_dir: Path, workers: list[dict]) -> None:
 def test_two_tf_workers_equal_one_process(tmp_path):
     """MultiWorkerMirroredStrategy over 2 processes x 1 CPU, input per worker from its
     InputContext, gradients all-reduced over gRPC (ring), statistics gathered across workers."""
-    _run([_env("tensorflow")], tmp_path, "single")
-    ports = cluster.free_ports(2)
-    workers = _run([_env("tensorflow", TF_CONFIG=cluster.local_tf_config(ports, i))
-                    for i in range(2)], tmp_path, "multi")
+    _run([processes.worker_env("tensorflow")], tmp_path, "single")
+    workers = _run(processes.cluster_envs("tensorflow"), tmp_path, "multi")
     _check_equal_to_single_process(tmp_path, workers)
 
 
@@ -181,8 +157,6 @@ def test_two_jax_processes_equal_one_process(tmp_path):
     """jax.distributed over 2 processes x 1 CPU device (gloo), DataParallel over both, each
     process feeding its own half of every global batch."""
     pytest.importorskip("jax")
-    _run([_env("jax")], tmp_path, "single")
-    (port,) = cluster.free_ports(1)
-    workers = _run([_env("jax", MSSL_COORDINATOR=f"127.0.0.1:{port}", MSSL_NUM_PROCESSES="2",
-                         MSSL_PROCESS_ID=str(i)) for i in range(2)], tmp_path, "multi")
+    _run([processes.worker_env("jax")], tmp_path, "single")
+    workers = _run(processes.cluster_envs("jax"), tmp_path, "multi")
     _check_equal_to_single_process(tmp_path, workers)

@@ -11,22 +11,19 @@ Ports are chosen at run time; every process runs under a timeout.
 """
 
 import csv
-import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mssl_tf import rundir
 from mssl_tf.data.synthetic import write_synthetic_dataset
-from mssl_tf.distribute import cluster
 from mssl_tf.train import checkpoints
+from tests.distribute import processes
 
 WORKER = Path(__file__).with_name("multiworker_pretrain.py")
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
 # After kill -9 of one worker, how long the other may take to notice (fail) before it is
 # killed too: a worker blocked in a collective with a dead peer may also wait forever.
@@ -43,47 +40,12 @@ def data_dir(tmp_path_factory):
     return out
 
 
-def _envs(backend: str) -> list[dict]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("TF_CONFIG", cluster.ENV_COORDINATOR, cluster.ENV_NUM_PROCESSES,
-                         cluster.ENV_PROCESS_ID, "XLA_FLAGS")}
-    base.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
-                PYTHONPATH=os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")]))
-    if backend == "tensorflow":
-        ports = cluster.free_ports(2)
-        return [{**base, "TF_CONFIG": cluster.local_tf_config(ports, i)} for i in range(2)]
-    (port,) = cluster.free_ports(1)
-    return [{**base, cluster.ENV_COORDINATOR: f"127.0.0.1:{port}",
-             cluster.ENV_NUM_PROCESSES: "2", cluster.ENV_PROCESS_ID: str(i)} for i in range(2)]
-
-
 def _start(backend: str, run: str, data_dir: str, kill: dict[int, int] | None = None):
     kill = kill or {}
     return [subprocess.Popen([sys.executable, str(WORKER), run, data_dir, str(kill.get(i, 0))],
-                             env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
+                             env=env, cwd=str(processes.ROOT), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-            for i, env in enumerate(_envs(backend))]
-
-
-def _finish(procs) -> list[dict]:
-    """Waits for every process (bounded); all must exit 0. Returns their JSON lines."""
-    results = []
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        for i, proc in enumerate(procs):
-            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            assert proc.returncode == 0, f"process {i}:\n{err[-4000:]}"
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        _kill_all(procs)
-    return results
-
-
-def _kill_all(procs) -> None:
-    for proc in procs:  # a process left waiting for a dead peer must not outlive the test
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+            for i, env in enumerate(processes.cluster_envs(backend))]
 
 
 def _history(run: str) -> list[tuple[str, str]]:
@@ -122,9 +84,9 @@ def _run_twice_with_a_kill(backend: str, run: str, data_dir: str, victim: int) -
         except subprocess.TimeoutExpired:
             pass  # blocked in a collective: killed below, as a cluster manager would
     finally:
-        _kill_all(procs)
+        processes.kill_all(procs)
     assert checkpoints.TrainingBackup(run).state()["step"] == KILL_AT - 1
-    return _finish(_start(backend, run, data_dir))
+    return processes.finish(_start(backend, run, data_dir), TIMEOUT_S)
 
 
 # (Kept to two runs of a few minutes in all on 2 cores: the TF case kills the chief, the harder
