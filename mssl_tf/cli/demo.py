@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a reduced run (16 training clips of 4 s, 1 epoch) for smoke tests")
     p.add_argument("--epochs", type=int, default=None,
-                   help="pre-training epochs per objective (default 10; --quick: 1)")
+                   help="pre-training epochs per objective (default: each preset's own, "
+                        "20; --quick: 1)")
     p.add_argument("--seeds", type=int, default=1,
                    help="pre-train and probe with N training seeds (0..N-1) and report the "
                         "mean +- std over seeds of every score and of each encoder's gain over "

@@ -19,8 +19,9 @@ import numpy as np
 from mssl_tf import fileio
 from mssl_tf.demo import corpus, summary
 
-# What `--quick` changes (tests, CI): fewer and shorter clips, one epoch, a short probe.
-FULL = {"counts": corpus.DEFAULT_COUNTS, "seconds": 10.0, "epochs": 10,
+# What `--quick` changes (tests, CI): fewer and shorter clips, one epoch, a short probe. The full
+# demo trains each objective for its preset's own `pretrain.epochs` (epochs None).
+FULL = {"counts": corpus.DEFAULT_COUNTS, "seconds": 10.0, "epochs": None,
         "probe_epochs": 150}
 QUICK = {"counts": {"train": 16, "valid": 8, "test": 8}, "seconds": 4.0, "epochs": 1,
          "probe_epochs": 5}
@@ -96,12 +97,23 @@ def prepare(audio_dir: str, labels_csv: str, shards_dir: str, progress: bool) ->
     return manifest
 
 
-def _pretrain(run_dir: str, gin_file: str, shards_dir: str, epochs: int, verbose,
+def preset_epochs(gin_file: str) -> int:
+    """`pretrain.epochs` of a demo preset (what the full demo trains it for)."""
+    import gin  # noqa: PLC0415
+
+    from mssl_tf import gin_utils  # noqa: PLC0415
+    gin_utils.parse([gin_file], ["pretrain.data_dir = '/unused'"])
+    return int(gin.query_parameter("pretrain.epochs"))
+
+
+def _pretrain(run_dir: str, gin_file: str, shards_dir: str, epochs: int | None, verbose,
               seed: int = 0) -> dict:
+    """One pre-training run of a preset; `epochs` None keeps the preset's own."""
     from mssl_tf import gin_utils  # noqa: PLC0415
     from mssl_tf.train import experiment  # noqa: PLC0415
-    params = [f"pretrain.data_dir = '{shards_dir}'", f"pretrain.epochs = {epochs}",
-              f"TwoViewInput.seed = {seed}"]
+    params = [f"pretrain.data_dir = '{shards_dir}'", f"TwoViewInput.seed = {seed}"]
+    if epochs is not None:
+        params.append(f"pretrain.epochs = {epochs}")
     if epochs == 1:  # a 1-epoch run has no warmup
         params.append("WarmupCosine.warmup_epochs = 0")
     _say(f"$ mssl-pretrain --model_dir {run_dir} --gin_file {gin_file} "
@@ -118,7 +130,8 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
     Args:
       out_dir: output folder (created).
       quick: a reduced run (16 training clips of 4 s, one epoch) for tests.
-      epochs: pre-training epochs of each objective (default 10, quick 1).
+      epochs: pre-training epochs of each objective (default: each preset's own
+        `pretrain.epochs`; quick: 1).
       overwrite: replace earlier demo output in `out_dir`.
       progress: progress bars (Keras, tqdm).
       export: export the VICReg encoder and its probe as a SavedModel.
@@ -164,8 +177,11 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
     manifest = prepare(audio_dir, made["labels_csv"], shards_dir, progress)
     timings["prepare"] = time.time() - t
 
-    _say(f"[3/{n_stages}] Pre-training VICReg and CLMR for {cfg['epochs']} epoch(s) each"
-         f"{f', seeds {seeds}' if len(seeds) > 1 else ''}. NOTE: a reduced SampleCNN (8 blocks "
+    epochs_of = {name: cfg["epochs"] or preset_epochs(gin_file)
+                 for name, _, gin_file in OBJECTIVES}
+    _say(f"[3/{n_stages}] Pre-training "
+         + " and ".join(f"{name} for {n} epoch(s)" for name, n in epochs_of.items())
+         + f"{f', seeds {seeds}' if len(seeds) > 1 else ''}. NOTE: a reduced SampleCNN (8 blocks "
          "on 19,683-sample crops, widths 16-64, 64-d output; see gin/experiments/demo_*.gin), "
          "not the thesis' 512-d encoder on 59,049 samples.")
     runs, histories = {}, {}
@@ -176,6 +192,7 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
             keras.utils.set_random_seed(train_seed)
             result = _pretrain(run_dir, gin_file, shards_dir, cfg["epochs"], verbose, train_seed)
             runs[run_name(key, train_seed)] = {"run_dir": run_dir, "steps": int(result["step"]),
+                                               "epochs": epochs_of[name],
                                                "seconds": time.time() - t, "seed": train_seed}
             if train_seed == seeds[0]:
                 histories[name] = result["history"]
@@ -212,7 +229,7 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
                     per_tag[name] = summary.per_tag_roc_auc(
                         os.path.join(probe_dir, "test_predictions.npz"), res["tag_names"])
                     text = (floor_text(res) if random_init else
-                            f"{cfg['epochs']} epoch(s), {run['steps']} steps, "
+                            f"{run['epochs']} epoch(s), {run['steps']} steps, "
                             f"{run['seconds']:.0f} s")
                     rows.append({"encoder": name, "pretraining": text,
                                  "metrics": res["metrics"], "probe_dir": probe_dir,

@@ -24,3 +24,15 @@ def test_prepare_step_converts_through_the_library(tmp_path, monkeypatch):
     assert {s: e["num_tracks"] for s, e in manifest["splits"].items()} == {
         "train": 2, "valid": 0, "test": 1}
     assert manifest["command"].startswith("mssl-prepare folder --audio_dir")
+
+
+def test_full_demo_trains_each_preset_for_its_own_epochs():
+    """The full demo does not override the presets' epochs (VICReg and CLMR are measured at
+    their own), and `preset_epochs` reads them from the gin files."""
+    import gin  # noqa: PLC0415
+
+    from mssl_tf import gin_utils  # noqa: PLC0415
+    assert run.FULL["epochs"] is None
+    for _, _, gin_file in run.OBJECTIVES:
+        gin_utils.parse([gin_file], ["pretrain.data_dir = '/unused'"])
+        assert run.preset_epochs(gin_file) == gin.query_parameter("pretrain.epochs") == 20
