@@ -47,6 +47,10 @@ def _alive(pid):
         return False
 
 
+def _foreground_signals():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(tmp_path):
     audio_dir = os.path.join(str(tmp_path), "many")
     for i in range(40):
@@ -59,7 +63,10 @@ def _start(tmp_path):
         [sys.executable, "-m", "data_tools.prepare", "folder", "--audio_dir", audio_dir,
          "--out", out, "--tracks_per_shard", "1", "--workers", "2", "--no_progress"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
-        start_new_session=True)  # its own process group, as a shell gives a job
+        start_new_session=True,  # its own process group, as a shell gives a job
+        # and Ctrl-C's default action, as a shell gives a foreground job: a test run started in
+        # the background (`pytest ... &`) inherits SIGINT ignored, and so would the command.
+        preexec_fn=_foreground_signals)
     log.close()
     progress = os.path.join(out, manifest_lib.PROGRESS_DIR)
     deadline = time.time() + 120
