@@ -34,9 +34,9 @@ import numpy as np
 # The repository's own package, not an installed copy of another checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Bindings on top of a gin file; `mssl-demo` adds pretrain.data_dir and the seeds.
 # Train crops the estimated floor's BatchNorm statistics are averaged over.
 BN_CROPS = 256
+# Bindings on top of a gin file; `mssl-demo` adds pretrain.data_dir and the seeds.
 CONFIGS = {
     "demo_vicreg": ("experiments/demo_vicreg.gin", []),
     "demo_clmr": ("experiments/demo_clmr.gin", []),
