@@ -100,7 +100,7 @@ def _views_losing_a_band(gin_files: list[str], n: int = 48) -> tuple[float, floa
     from mssl_tf import constants  # noqa: PLC0415
     gin_utils.parse(gin_files, ["pretrain.data_dir = '/unused'"])
     sr = constants.SAMPLE_RATE
-    t = np.arange(19683) / sr
+    t = np.arange(gin.query_parameter("pretrain.crop_len")) / sr  # the preset's own crop
     # A bass line at 55-70 Hz under a bright 5-6 kHz partial (a hi-hat's band), per clip.
     rng = np.random.default_rng(0)
     f_bass, f_top = rng.uniform(55, 70, (n, 1)), rng.uniform(5000, 6000, (n, 1))
