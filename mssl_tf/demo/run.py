@@ -106,6 +106,30 @@ def preset_epochs(gin_file: str) -> int:
     return int(gin.query_parameter("pretrain.epochs"))
 
 
+def repeatable_threads() -> bool:
+    """Makes TensorFlow run independent ops one at a time (one inter-op thread).
+
+    With TensorFlow's default thread pools a VICReg pre-training on CPU is not bit-for-bit
+    repeatable (two runs of the same seed differ from the first steps on, by ~1e-5 of the loss
+    after 4 steps and by points of ROC-AUC after 240); with one inter-op thread two runs give
+    the same loss and probe scores to the last digit (README "Demo results"). Intra-op
+    parallelism (the threads inside a convolution) is kept. The setting must come before
+    TensorFlow's first op in the process.
+
+    Returns:
+      Whether one inter-op thread is in effect: False when TensorFlow had already started its
+      thread pools with another setting in this process (then the runs may not repeat).
+    """
+    import tensorflow as tf  # noqa: PLC0415
+    if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+        return True
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # "cannot be modified after initialization"
+        return False
+    return True
+
+
 def _pretrain(run_dir: str, gin_file: str, shards_dir: str, epochs: int | None, verbose,
               seed: int = 0) -> dict:
     """One pre-training run of a preset; `epochs` None keeps the preset's own."""
@@ -156,8 +180,14 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
     os.makedirs(out_dir, exist_ok=True)
     _check_out_dir(out_dir, overwrite)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    repeatable = repeatable_threads()  # before TensorFlow's first op
     import tensorflow as tf  # noqa: PLC0415
     tf.get_logger().setLevel(logging.ERROR)  # the probe's per-split tracing notes are noise here
+    inter_op_threads = tf.config.threading.get_inter_op_parallelism_threads()  # 0: default
+    if not repeatable:
+        _say("NOTE: TensorFlow was already running in this process with several inter-op "
+             "threads, so VICReg's numbers may differ slightly from another invocation "
+             "(`mssl-demo` in a fresh process repeats them to the last digit).")
     verbose = "auto" if progress else 0
     timings = {}
     start = time.time()
@@ -264,6 +294,7 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
     results = {"rows": rows, "per_tag_roc_auc": per_tag, "timings": timings,
                "seeds": seeds, "per_seed": per_seed, "gains": gains,
                "settings": {"quick": quick, **cfg, "probe": probe_kwargs, "seeds": seeds,
+                            "inter_op_threads": inter_op_threads,
                             "probe_variants": [v for v, _, _ in variants],
                             "gin_files": [g for _, _, g in OBJECTIVES]},
                "dataset": {"tag_names": manifest.get("tag_names"),
