@@ -111,7 +111,7 @@ def repeatable_threads() -> bool:
 
     With TensorFlow's default thread pools a VICReg pre-training on CPU is not bit-for-bit
     repeatable (two runs of the same seed differ from the first steps on, by ~1e-5 of the loss
-    after 4 steps and by points of ROC-AUC after 240); with one inter-op thread two runs give
+    after 4 steps and by points of ROC-AUC after 240 steps); with one inter-op thread two runs give
     the same loss and probe scores to the last digit (README "Demo results"). Intra-op
     parallelism (the threads inside a convolution) is kept. The setting must come before
     TensorFlow's first op in the process.

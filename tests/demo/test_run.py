@@ -40,7 +40,7 @@ def test_full_demo_trains_each_preset_for_its_own_epochs():
     assert run.FULL["epochs"] is None
     for _, _, gin_file in run.OBJECTIVES:
         gin_utils.parse([gin_file], ["pretrain.data_dir = '/unused'"])
-        assert run.preset_epochs(gin_file) == gin.query_parameter("pretrain.epochs") == 20
+        assert run.preset_epochs(gin_file) == gin.query_parameter("pretrain.epochs") == 40
 
 
 # One demo pre-training in a fresh process: VICReg's preset for one epoch (3 steps on 16
@@ -74,7 +74,7 @@ def _pretrain_in_processes(tmp_path, shards: str, mode: str) -> list[float]:
 @pytest.mark.slow
 def test_demo_vicreg_pretraining_repeats_to_the_last_digit(tmp_path):
     """With TensorFlow's default thread pools two VICReg runs of one seed differ (~1e-5 of the
-    loss after a few steps, points of ROC-AUC after the demo's 240); the demo sets one inter-op
+    loss after a few steps, points of ROC-AUC after 240 steps); the demo sets one inter-op
     thread, with which they are identical."""
     made = corpus.write_corpus(str(tmp_path / "audio"), counts=run.QUICK["counts"],
                                seconds=run.QUICK["seconds"], progress=False)
