@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mssl_tf.cli import common
@@ -39,6 +40,31 @@ def resume_command(argv: list[str], params: list[str]) -> str:
     return shlex.join(["mssl-pretrain", *argv, *extra, *flag])
 
 
+def check_data_bound(gin_files: list[str]) -> None:
+    """Raises ValueError naming the fixes when the parsed config binds no `pretrain.data_dir`.
+
+    Model and objective files (experiments/*_base.gin, small_*.gin, demo_*.gin) leave the data
+    to the user; without this check gin stops the call with a RuntimeError traceback.
+    """
+    import gin  # noqa: PLC0415
+
+    from mssl_tf import gin_utils  # noqa: PLC0415
+
+    try:
+        gin.query_parameter("pretrain.data_dir")
+        return
+    except ValueError:
+        pass
+    datasets = os.path.join(gin_utils.GIN_DIR, "datasets")
+    names = sorted(f"datasets/{f}" for f in os.listdir(datasets)) if os.path.isdir(datasets) \
+        else []
+    where = ", ".join(gin_files) if gin_files else "the config"
+    raise ValueError(
+        f"no pre-training data: pretrain.data_dir is not bound by {where}. Add "
+        f"--gin_param \"pretrain.data_dir = 'DIR'\" (DIR: a folder written by mssl-prepare)"
+        + (f", or a dataset's gin file ({', '.join(names)})" if names else "") + ".")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -56,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         gin_utils.parse(args.gin_file, args.gin_param, model_dir=args.model_dir,
                         allow_config_change=args.allow_config_change)
+        check_data_bound(args.gin_file)
         result = experiment.pretrain(args.model_dir, runtime=Runtime(tpu=args.tpu),
                                      loop=experiment.TrainLoop(wait_for_lock=wait, **quiet))
     except experiment.NonFiniteLossError as e:
