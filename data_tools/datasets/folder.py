@@ -87,6 +87,11 @@ def list_tracks(audio_dir: str, labels_csv: str | None = None, name: str | None 
     if not 0 <= valid_fraction + test_fraction <= 1 or min(valid_fraction, test_fraction) < 0:
         raise ValueError("--valid_fraction and --test_fraction must be >= 0 and sum to <= 1")
     files = find_audio(audio_dir)
+    if not files:
+        raise FileNotFoundError(
+            f"--audio_dir {audio_dir}: no audio file in it or its subfolders (looked for "
+            f"{', '.join(audio_io.AUDIO_EXTENSIONS)}); convert other formats first, e.g. "
+            "`ffmpeg -i track.m4a track.flac`")
     # Shard names are "<dataset>-<split>-...": keep the name to characters safe in file names.
     name = re.sub(r"[^A-Za-z0-9_.]+", "_",
                   name or fileio.basename(fileio.absolute(audio_dir))) or "audio"

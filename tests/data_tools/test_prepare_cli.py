@@ -151,3 +151,21 @@ def test_conversion_parent_imports_no_model_code(tmp_path):
     assert set(modules) <= {"mssl_tf", "mssl_tf.version", "mssl_tf.constants", "mssl_tf.fileio",
                             "mssl_tf.data", "mssl_tf.data.features", "mssl_tf.cli",
                             "mssl_tf.cli.common"}, modules
+
+
+def test_a_folder_without_audio_files_says_which_extensions_were_looked_for(tmp_path, capsys):
+    """An empty folder, or one of unsupported files, gets a message naming the folder and the
+    extensions read (it said "no track to convert (0 skipped while listing):" and nothing more)."""
+    audio_dir = tmp_path / "music"
+    (audio_dir / "sub").mkdir(parents=True)
+    (audio_dir / "sub" / "song.m4a").write_bytes(b"\0" * 64)
+    (audio_dir / "notes.txt").write_text("x")
+    out = tmp_path / "out"
+    assert prepare.main(["folder", "--audio_dir", str(audio_dir), "--out", str(out),
+                         "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mssl-prepare: error: --audio_dir {audio_dir}: no audio file")
+    for ext in (".wav", ".mp3", ".flac", ".ogg", ".au"):
+        assert ext in err
+    assert "subfolders" in err and not err.rstrip().endswith(":")
+    assert not out.exists() or os.listdir(out) == []
