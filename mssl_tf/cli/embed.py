@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 also when some files failed: they are listed)."""
+    """Entry point; returns the exit status.
+
+    0 when at least one file is embedded (failed files are listed, on the console and in the
+    output); 1 when files failed and none could be embedded; 2 for bad flags; 130 when stopped.
+    """
     args = build_parser().parse_args(argv)
     common.setup(args)
     if args.hop is not None and args.hop <= 0:
@@ -91,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  failed: {path}: {reason}")
     if len(failed) > 20:
         print(f"  ... and {len(failed) - 20} more (failed_path / failed_reason in the output)")
+    if failed and not summary["embedded"]:
+        print(f"{PROG}: no file could be embedded (see the reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 

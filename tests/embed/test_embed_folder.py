@@ -370,3 +370,26 @@ def test_remote_folder_and_output(tiny_export, audio_folder, tmp_path):
         if rec.error is None:
             np.testing.assert_allclose(rec.embedding, ref.embedding, atol=1e-6)
     assert not tf.io.gfile.exists(out + results.PARTIAL_SUFFIX)
+
+
+def test_exit_status_is_1_only_when_no_file_could_be_embedded(tiny_export, audio_folder, tmp_path,
+                                                             capsys):
+    """A script must see a run that embedded nothing as failed (it exited 0); one failure among
+    good files stays exit 0, with the failure listed."""
+    from mssl_tf.cli import embed as cli
+    export_dir, _, _ = tiny_export
+    _, good, bad = audio_folder
+    out = str(tmp_path / "none.npz")
+    assert cli.main([*bad, "--model", export_dir, "--out", out, "--workers", "0",
+                     "--no_progress"]) == 1
+    text = capsys.readouterr()
+    assert "0 tracks embedded, 2 failed" in text.out
+    assert "no file could be embedded" in text.err
+    for path, reason in bad.items():
+        assert f"failed: {path}: " in text.out and reason in text.out
+    saved = np.load(out)  # the failures are still written, for the record
+    assert sorted(saved["failed_path"]) == sorted(bad)
+    mixed = str(tmp_path / "mixed.npz")
+    assert cli.main([good[0], *bad, "--model", export_dir, "--out", mixed, "--workers", "0",
+                     "--no_progress"]) == 0
+    assert "1 tracks embedded, 2 failed" in capsys.readouterr().out
