@@ -30,9 +30,13 @@ def list_shards(data_dir: str, split: str) -> list[str]:
     pattern = os.path.join(data_dir, f"*-{split}-?????-of-?????.tfrecord")
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
+        # A relative folder (datasets/*.gin hold data/<name>) is read from the working directory.
+        where = "" if "://" in data_dir or os.path.isabs(data_dir) else \
+            f" (= {os.path.abspath(data_dir)})"
         raise FileNotFoundError(
-            f"No {split!r} shards in {data_dir!r} (looked for {os.path.basename(pattern)}). "
-            "Check --data_dir, or write shards with `mssl-prepare`.")
+            f"No {split!r} shards in {data_dir!r}{where} (looked for "
+            f"{os.path.basename(pattern)}). Check the data folder (--data_dir, or "
+            "pretrain.data_dir in gin), or write shards there with `mssl-prepare`.")
     return files
 
 

@@ -135,6 +135,18 @@ def test_no_shards_is_explained(tmp_path):
         pipeline.two_view_dataset(str(tmp_path), 4)
 
 
+def test_no_shards_names_the_absolute_folder_and_both_settings(tmp_path, monkeypatch):
+    """datasets/*.gin point at data/<name> under the working directory; the message says which
+    folder that was, and names the gin binding as well as the flag (mssl-pretrain has no
+    --data_dir flag)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as info:
+        pipeline.list_shards("data/gtzan", "train")
+    text = str(info.value)
+    assert "'data/gtzan'" in text and os.path.join(str(tmp_path), "data", "gtzan") in text
+    assert "--data_dir" in text and "pretrain.data_dir" in text and "mssl-prepare" in text
+
+
 def test_empty_dataset_is_explained(tmp_path):
     write_synthetic_dataset(str(tmp_path), num_tracks={"train": 0}, seconds=0.5)
     with pytest.raises(ValueError, match="holds no tracks"):
