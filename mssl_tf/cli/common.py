@@ -203,6 +203,28 @@ def import_tensorflow() -> None:
         import tensorflow  # noqa: F401,PLC0415
 
 
+def wrong_output_kind(flag: str, path: str | None, *, folder: bool) -> str | None:
+    """The message when an output path exists as the other kind, else None.
+
+    Checked before any work, so the command stops with the flag's name instead of an OS error
+    from deep inside (or, for a file output named like a folder, after embedding everything).
+
+    Args:
+      flag: the flag that named the path (`--out`).
+      path: the path; None or a remote (`gs://`) path is not checked.
+      folder: True when the command writes a folder there, False for a single file.
+    """
+    if not path or "://" in path:
+        return None
+    if folder and os.path.isfile(path):
+        return (f"{flag} {path} is a file, not a folder; name a folder (a new one, or one this "
+                "command wrote before).")
+    if not folder and os.path.isdir(path):
+        return (f"{flag} {path} is a folder; name the output file, e.g. "
+                f"{os.path.join(path, 'embeddings.npz')}.")
+    return None
+
+
 def error(prog: str, message: object) -> int:
     """Prints `prog: error: message` (argparse's style) to stderr; returns exit status 2.
 

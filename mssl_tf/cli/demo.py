@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return common.error(PROG, "--epochs must be at least 1")
     if args.seeds < 1:
         return common.error(PROG, "--seeds must be at least 1")
+    if message := common.wrong_output_kind("--out", args.out, folder=True):
+        return common.error(PROG, message)
     common.setup(args, log_format="%(levelname)s %(message)s")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     common.import_tensorflow()

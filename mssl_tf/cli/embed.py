@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     common.setup(args)
+    if message := common.wrong_output_kind("--out", args.out, folder=False):
+        return common.error(PROG, message)
     if args.hop is not None and args.hop <= 0:
         return common.error(PROG, f"--hop must be a positive number of samples, got {args.hop}")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     common.setup(args)
+    if message := common.wrong_output_kind("--out", args.out, folder=True):
+        return common.error(PROG, message)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # a SavedModel needs TensorFlow
     common.import_tensorflow()
     from mssl_tf.export import saved_model  # noqa: PLC0415  (imports TensorFlow)

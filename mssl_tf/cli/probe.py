@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     common.setup(args)
+    if message := common.wrong_output_kind("--out", args.out, folder=True):
+        return common.error(PROG, message)
     common.import_tensorflow()
     from mssl_tf import gin_utils  # noqa: PLC0415  (imports TF)
     from mssl_tf.eval import probe  # noqa: PLC0415

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     common.setup(args)
+    if message := common.wrong_output_kind("--out", args.out, folder=True):
+        return common.error(PROG, message)
     from mssl_tf.eval import report  # noqa: PLC0415  (matplotlib; no TensorFlow)
 
     try:

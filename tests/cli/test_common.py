@@ -136,3 +136,46 @@ def test_tensorflow_start_up_lines_are_hidden_unless_asked_for(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                           env=_env(TF_CPP_MIN_LOG_LEVEL="0"))
     assert "oneDNN" in done.stderr and done.returncode == 2
+
+
+# Each command with --out of the wrong kind: a file where it writes a folder, a folder where it
+# writes a file. The other arguments need not exist: the output is checked first.
+WRONG_OUT = {
+    "probe": (["--model_dir", "RUN", "--data_dir", "DATA"], "file"),
+    "export": (["--model_dir", "RUN"], "file"),
+    "report": (["RUN"], "file"),
+    "demo": ([], "file"),
+    "embed": (["song.wav", "--model", "RUN"], "folder"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(WRONG_OUT))
+def test_an_output_of_the_wrong_kind_is_named_before_any_work(command, tmp_path, capsys):
+    """mssl-probe, mssl-export and mssl-report ended in a FileExistsError or TensorFlow
+    FailedPreconditionError traceback when --out named a file; mssl-embed, given a folder,
+    offered --overwrite, which would only fail after embedding everything."""
+    args, existing = WRONG_OUT[command]
+    out = tmp_path / "taken"
+    if existing == "file":
+        out.write_text("keep me")
+    else:
+        out.mkdir()
+        (out / "keep.txt").write_text("keep me")
+    module = importlib.import_module(f"mssl_tf.cli.{command}")
+    assert module.main([*args, "--out", str(out), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{module.PROG}: error: --out {out} is a {existing}")
+    assert "Traceback" not in err
+    kept = out if existing == "file" else out / "keep.txt"
+    assert kept.read_text() == "keep me"
+    if existing == "folder":
+        assert os.listdir(out) == ["keep.txt"]
+        assert os.path.join(str(out), "embeddings.npz") in err
+
+
+def test_wrong_output_kind_leaves_new_and_remote_paths_alone(tmp_path):
+    assert common.wrong_output_kind("--out", str(tmp_path / "new"), folder=True) is None
+    assert common.wrong_output_kind("--out", str(tmp_path / "new.npz"), folder=False) is None
+    assert common.wrong_output_kind("--out", str(tmp_path), folder=True) is None
+    assert common.wrong_output_kind("--out", "gs://bucket/x", folder=False) is None
+    assert common.wrong_output_kind("--out", None, folder=True) is None
