@@ -43,7 +43,8 @@ def _probe_labels(manifest: dict, data_dir: str) -> tuple[int, list[str], bool]:
         raise ValueError(
             f"The shards in {data_dir!r} (dataset {manifest.get('dataset')!r}) carry no labels, "
             "so there is nothing to probe. Probe on a labelled dataset (e.g. `mssl-prepare mtat` "
-            "or `mssl-prepare gtzan`); unlabelled folders are for pre-training only.")
+            "or `mssl-prepare gtzan`, or your own folder converted with `mssl-prepare folder "
+            "--labels labels.csv`); unlabelled folders are for pre-training only.")
     names = list(manifest.get("tag_names") or [f"tag{i}" for i in range(num_labels)])
     if len(names) != num_labels:
         raise ValueError(f"{data_dir}/manifest.json lists {len(names)} tag names for "

@@ -191,7 +191,7 @@ def test_unlabelled_shards_are_refused(tmp_path):
                         num_labels=0, dataset="fma_unlabelled")
     run_dir = str(tmp_path / "run")
     make_run(run_dir, data)
-    with pytest.raises(ValueError, match="carry no labels"):
+    with pytest.raises(ValueError, match="carry no labels.*mssl-prepare folder --labels"):
         run_probe(run_dir, data, **QUICK)
 
 
