@@ -264,7 +264,8 @@ def run_demo(out_dir: str, *, quick: bool = False, epochs: int | None = None,
                     rows.append({"encoder": name, "pretraining": text,
                                  "metrics": res["metrics"], "probe_dir": probe_dir,
                                  "probe_epochs": res["training"]["epochs"]})
-            timings[f"probe_{name}_seed{train_seed}"] = time.time() - t
+            slug = name.lower().replace(" ", "_")  # "random init" -> a JSON key without spaces
+            timings[f"probe_{slug}_seed{train_seed}"] = time.time() - t
     gains = summary.seed_summary(per_seed, floor=FLOOR)
 
     export_info = None

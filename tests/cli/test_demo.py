@@ -25,6 +25,10 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert results["seeds"] == [0, 1]
     variants = results["settings"]["probe_variants"]
     assert len(results["per_seed"]) == 2 * 3 * len(variants)
+    # Stage timings per encoder and seed, under JSON keys without spaces.
+    assert {f"probe_{e}_seed{s}" for e in ("random_init", "vicreg", "clmr") for s in (0, 1)} \
+        <= set(results["timings"])
+    assert not any(" " in k for k in results["timings"])
     floor = {(r["seed"], r["probe"]): r["metrics"]["roc_auc"] for r in results["per_seed"]
              if r["encoder"] == "random init"}
     for g in results["gains"]:
