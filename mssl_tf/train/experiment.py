@@ -322,7 +322,13 @@ def pretrain(model_dir: str, data_dir: str = gin.REQUIRED, *,
                     "%d steps in all", getattr(loss_fn, "__name__", "objective"), data_dir,
                     "+".join(splits), global_batch, spe, epochs, total_steps)
         log.note("Resolved gin config", gin.config_str())
-        if step:
+        if step >= total_steps:
+            # Nothing to train; a longer run is a new run, since the schedule spans the run's
+            # length and a longer one would change the learning rate of every step.
+            logger.info("%s already finished its %d steps (%d epochs); nothing to train. To "
+                        "train longer, start a new --model_dir with more pretrain.epochs.",
+                        model_dir, total_steps, epochs)
+        elif step:
             logger.info("Resuming %s at step %d (epoch %d, step %d of it)", model_dir, step,
                         step // spe + 1, step % spe)
         recorder = cb.RunRecorder(

@@ -53,8 +53,15 @@ def test_smoke_run_writes_the_run_directory(tmp_path, data_dir):
     encoder2, _ = rundir.load_encoder(run, 2)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 2187)).astype("float32")
     np.testing.assert_allclose(encoder(x, training=False), encoder2(x, training=False), atol=1e-6)
-    # Rerunning a finished run is a no-op that reports the same step.
+    # Rerunning a finished run is a no-op that reports the same step, and says so (it said
+    # "Resuming ... at step 8 (epoch 3, step 0 of it)").
+    with open(os.path.join(run, "train.log")) as f:
+        before = len(f.read())
     assert _run(run, data_dir)["step"] == 8
+    with open(os.path.join(run, "train.log")) as f:
+        rerun = f.read()[before:]
+    assert "already finished its 8 steps (2 epochs); nothing to train" in rerun
+    assert "Resuming" not in rerun
 
 
 @pytest.mark.slow
