@@ -122,9 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The input files each dataset's reader opens: (flag, argument, what the flag should name).
+INPUT_FILES = {
+    "fma": (("--tracks_csv", "tracks_csv", "FMA's fma_metadata/tracks.csv"),
+            ("--genres_csv", "genres_csv", "FMA's fma_metadata/genres.csv")),
+    "mtat": (("--annotations", "annotations", "MagnaTagATune's annotations_final.csv"),),
+    "folder": (("--labels", "labels", "a CSV with 'path' and 'labels' columns"),),
+}
+
+
+def check_input_files(args: argparse.Namespace) -> None:
+    """Raises FileNotFoundError naming the flag and what it should name, for a missing file."""
+    for flag, dest, what in INPUT_FILES.get(args.dataset, ()):
+        path = getattr(args, dest, None)
+        if path and not fileio.isfile(path):
+            state = "a folder" if fileio.isdir(path) else "not found"
+            raise FileNotFoundError(f"{flag} {path}: {state}; pass {what}.")
+
+
 def list_dataset(args: argparse.Namespace):
     """Runs the dataset's reader for parsed arguments; returns its Listing."""
     from data_tools.datasets import fma, folder, gtzan, mtat  # noqa: PLC0415
+    check_input_files(args)
     if args.dataset == "fma":
         return fma.list_tracks(args.audio_dir, args.tracks_csv, args.subset, args.label,
                                args.genres_csv)
@@ -172,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not out:
         parser.error(f"the following arguments are required: --out (mssl-prepare {args.dataset} "
                      "--help shows them all)")
+    if getattr(args, "workers", 1) < 1:
+        parser.error(f"--workers must be at least 1 (1 decodes in this process), got "
+                     f"{args.workers}")
     common.setup(args, log_format="mssl-prepare: %(message)s")
     common.import_tensorflow()  # without its C++ start-up lines
     if args.dataset == "verify":

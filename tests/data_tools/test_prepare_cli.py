@@ -169,3 +169,30 @@ def test_a_folder_without_audio_files_says_which_extensions_were_looked_for(tmp_
         assert ext in err
     assert "subfolders" in err and not err.rstrip().endswith(":")
     assert not out.exists() or os.listdir(out) == []
+
+
+@pytest.mark.parametrize("dataset,flags,flag,what", [
+    ("mtat", ["--annotations", "{missing}"], "--annotations", "annotations_final.csv"),
+    ("fma", ["--tracks_csv", "{missing}"], "--tracks_csv", "fma_metadata/tracks.csv"),
+    ("fma", ["--tracks_csv", "{folder}"], "--tracks_csv", "fma_metadata/tracks.csv"),
+    ("folder", ["--labels", "{missing}"], "--labels", "'path' and 'labels' columns"),
+])
+def test_a_missing_input_file_names_its_flag(tmp_path, capsys, dataset, flags, flag, what):
+    """It said "[Errno 2] No such file or directory: '...'" without the flag or the fix."""
+    audio_dir = _folder(tmp_path, good=1)
+    paths = {"missing": str(tmp_path / "nope.csv"), "folder": audio_dir}
+    flags = [f.format(**paths) for f in flags]
+    assert prepare.main([dataset, "--audio_dir", audio_dir, *flags, "--out",
+                         str(tmp_path / "out"), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mssl-prepare: error: {flag} {flags[1]}: ")
+    assert what in err and "Errno" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_below_one_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        prepare.main(["folder", "--audio_dir", str(tmp_path), "--out", str(tmp_path / "o"),
+                      "--workers", "-1"])
+    assert stop.value.code == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
