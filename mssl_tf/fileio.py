@@ -356,8 +356,9 @@ def read_manifest(data_dir: str) -> dict:
         manifest = read_json(path)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{path} not found: point --data_dir at the output folder of `mssl-prepare` (e.g. "
-            "`mssl-prepare gtzan --audio_dir genres --out DIR`), or rerun mssl-prepare there to "
-            "finish an interrupted conversion.") from None
+            f"{path} not found: {data_dir} is not an output folder of `mssl-prepare`. Name "
+            "the folder given to its --out (e.g. DIR of `mssl-prepare gtzan --audio_dir genres "
+            "--out DIR`), or rerun mssl-prepare there to finish an interrupted conversion."
+        ) from None
     validate_manifest(manifest, path)
     return manifest

@@ -160,7 +160,9 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "tracks.csv: missing columns" in err and "two rows" in err
     assert prepare.main(["verify", str(tmp_path / "o")]) == 1
-    assert "manifest.json not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "manifest.json not found" in err and "--out" in err
+    assert "--data_dir" not in err  # verify has no such flag (the message named it)
 
 
 def _many_files(root, n=30):
