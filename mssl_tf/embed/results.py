@@ -49,8 +49,18 @@ class TrackRecord:
 
 
 def output_format(path: str) -> str:
-    """"parquet" for a .parquet/.pq output, "npz" otherwise."""
-    return "parquet" if path.lower().endswith((".parquet", ".pq")) else "npz"
+    """"parquet" for a .parquet/.pq output, "npz" for .npz.
+
+    Raises:
+      ValueError: any other ending (an npz written under "x.csv" would mislead its reader).
+    """
+    lower = path.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith(".npz"):
+        return "npz"
+    raise ValueError(f"--out {path}: name a .npz or a .parquet file; the ending chooses the "
+                     "output's format.")
 
 
 def _stack(rows: list, width: int | None, dtype) -> np.ndarray:

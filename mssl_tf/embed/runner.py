@@ -87,7 +87,8 @@ def load_model(source: str, checkpoint: str = "latest", probe: str | None = None
 
     Raises:
       FileNotFoundError: `source` is neither (names it and what to pass).
-      ValueError: a probe of another encoder (see `check_probe_matches`).
+      ValueError: a probe of another encoder (see `check_probe_matches`), or a probe or a
+        checkpoint other than "latest" given with an export (both were fixed at export time).
     """
     from mssl_tf.export import saved_model  # noqa: PLC0415
 
@@ -96,6 +97,9 @@ def load_model(source: str, checkpoint: str = "latest", probe: str | None = None
         if probe is not None:
             raise ValueError(f"{source!r} is an export: its probe head (if any) was chosen at "
                              "export time; --probe is for run directories.")
+        if str(checkpoint) != "latest":
+            raise ValueError(f"{source!r} is an export: its encoder was chosen at export time; "
+                             "--checkpoint is for run directories.")
         info = fileio.read_json(info_path)
         encoder = _load_keras(fileio.join(source, saved_model.ENCODER_FILE))
         tag_names = [str(t) for t in info.get("tag_names") or []]
@@ -348,6 +352,7 @@ def embed_files(inputs: Sequence[str], output: str, model: EmbeddingModel, *,
     """
     if batch_size <= 0 or save_every <= 0:
         raise ValueError("--batch_size and --save_every must be positive")
+    results.output_format(output)  # an unknown ending fails now, not after the last track
     paths = sources.list_audio(inputs)
     settings = {"model": model.source, "sample_rate": model.sample_rate,
                 "crop_len": model.crop_len, "rep_dim": model.rep_dim, "hop": hop,

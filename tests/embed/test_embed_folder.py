@@ -393,3 +393,31 @@ def test_exit_status_is_1_only_when_no_file_could_be_embedded(tiny_export, audio
     assert cli.main([good[0], *bad, "--model", export_dir, "--out", mixed, "--workers", "0",
                      "--no_progress"]) == 0
     assert "1 tracks embedded, 2 failed" in capsys.readouterr().out
+
+
+def test_an_output_ending_other_than_npz_or_parquet_is_refused_before_any_work(
+        tiny_export, audio_folder, tmp_path, capsys):
+    """`--out x.csv` wrote an npz archive under a .csv name after embedding everything."""
+    from mssl_tf.cli import embed as cli
+    export_dir, _, _ = tiny_export
+    _, good, _ = audio_folder
+    out = tmp_path / "emb.csv"
+    assert cli.main([good[0], "--model", export_dir, "--out", str(out), "--workers", "0",
+                     "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: name a .npz or a .parquet file" in err
+    assert not out.exists() and not os.path.exists(f"{out}.partial")
+
+
+def test_checkpoint_with_an_export_is_refused(tiny_export, audio_folder, tmp_path, capsys):
+    """--checkpoint was silently ignored for an export (its encoder is fixed at export time),
+    as --probe_dir is refused."""
+    from mssl_tf.cli import embed as cli
+    export_dir, _, _ = tiny_export
+    _, good, _ = audio_folder
+    out = tmp_path / "e.npz"
+    assert cli.main([good[0], "--model", export_dir, "--checkpoint", "3", "--out", str(out),
+                     "--workers", "0", "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is an export" in err and "--checkpoint is for run directories" in err
+    assert not out.exists()
