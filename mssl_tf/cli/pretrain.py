@@ -52,17 +52,16 @@ def check_data_bound(gin_files: list[str]) -> None:
 
     try:
         gin.query_parameter("pretrain.data_dir")
-        return
     except ValueError:
-        pass
-    datasets = os.path.join(gin_utils.GIN_DIR, "datasets")
-    names = sorted(f"datasets/{f}" for f in os.listdir(datasets)) if os.path.isdir(datasets) \
-        else []
-    where = ", ".join(gin_files) if gin_files else "the config"
-    raise ValueError(
-        f"no pre-training data: pretrain.data_dir is not bound by {where}. Add "
-        f"--gin_param \"pretrain.data_dir = 'DIR'\" (DIR: a folder written by mssl-prepare)"
-        + (f", or a dataset's gin file ({', '.join(names)})" if names else "") + ".")
+        datasets = os.path.join(gin_utils.GIN_DIR, "datasets")
+        names = sorted(f"datasets/{f}" for f in os.listdir(datasets)) \
+            if os.path.isdir(datasets) else []
+        raise ValueError(
+            f"no pre-training data: pretrain.data_dir is not bound by "
+            f"{', '.join(gin_files) or 'the config'}. Add --gin_param \"pretrain.data_dir = "
+            "'DIR'\" (DIR: a folder written by mssl-prepare)"
+            + (f", or a dataset's gin file ({', '.join(names)})" if names else "") + "."
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
